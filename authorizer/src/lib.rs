@@ -1,0 +1,1 @@
+//! The card authorizer (placeholder; filled by the ledger issue).

@@ -1,0 +1,1 @@
+//! EMV chip cryptograms over PKCS#11 (placeholder; filled by the HSM issue).

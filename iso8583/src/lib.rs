@@ -1,0 +1,1 @@
+//! ISO 8583 codec (placeholder; filled by the codec issue).
