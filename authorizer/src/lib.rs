@@ -1,1 +1,14 @@
-//! The card authorizer (placeholder; filled by the ledger issue).
+//! The card authorizer.
+//!
+//! Pure, deterministic core (no I/O, no clock; time is an argument):
+//! * [`ledger`]: accounts, cards, holds, events and `apply`, the state hash.
+//! * [`decide`]: the decision rules for authorizations, advices and reversals.
+//! * [`snapshot`]: the snapshot file format.
+//!
+//! Edges (I/O, tested against real services):
+//! * [`log`]: Kafka in and out, dead letters, the local spool.
+
+pub mod decide;
+pub mod ledger;
+pub mod log;
+pub mod snapshot;
