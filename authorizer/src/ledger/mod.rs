@@ -1,0 +1,30 @@
+//! The ledger: accounts, cards and holds (the open-to-buy state), the events of the log, `apply`
+//! and the state hash.
+//!
+//! Pure and deterministic: no I/O, no clock, no randomness. Time is always an argument or an
+//! event's `at`. Two replicas that applied the same set of events (in any interleaving that
+//! keeps each account's order within each topic) have the same state and the same
+//! [`StateHash`] (see [`state`] for the rules and why they converge).
+//!
+//! Must never: approve or count money outside the typed, bounded [`AmountMinor`]; panic on an
+//! event from outside (a bad event is an [`EventError`]); store or log a PAN (cards are keyed by
+//! the PAN's keyed hash, [`PanHash`]).
+
+pub mod event;
+pub mod state;
+pub mod time;
+pub mod types;
+
+pub use event::{
+    AccountUpserted, ApprovalCode, AuthorizationEvent, AuthorizationKind, CardUpserted, Event,
+    EventError, Source, Trace,
+};
+pub use state::{
+    Account, Applied, CLEARED_RETENTION_S, Card, Counts, HOLD_DURATION_MAX_S, HOLD_RETENTION_S,
+    Hold, LedgerConfig, State, StateHash,
+};
+pub use types::{
+    AMOUNT_MINOR_MAX, AccountIndex, AccountStatus, AmountMinor, CardExpiry, CardStatus, Currency,
+    EventKey, HoldId, InstitutionId, NetworkIdentity, OpenToBuy, PanHash, PanKey, PanSequence,
+    ResponseCode, Stan, TransmissionDateTime, UnixSeconds, Version,
+};
