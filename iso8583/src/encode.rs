@@ -1,0 +1,334 @@
+//! Encoding: a message is built field by field in its logical form (ASCII text, raw bytes for
+//! `b`) and the dialect turns it into wire bytes. The bitmaps are derived from the fields set.
+//!
+//! Values are kept in one arena per builder (one allocation, not one per field). Encoding writes
+//! straight into the output buffer, sized up front; an error leaves the buffer as it was.
+//! Fixed-length fields shorter than their length are padded the ISO way: `n` with leading zeros,
+//! `an`/`ans` with trailing spaces; `b`, `z` and `x+n` must have the exact length.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::charset;
+use crate::dialect::{BitmapEncoding, Dialect, FieldSpec, Format, LengthKind, MAX_FIELD};
+use crate::error::EncodeError;
+use crate::message::{FieldSet, Message, Mti};
+
+/// Anything whose fields can be encoded.
+pub(crate) trait FieldSource {
+    fn mti(&self) -> Mti;
+    fn field_set(&self) -> FieldSet;
+    fn value(&self, n: usize) -> &[u8];
+}
+
+impl FieldSource for Message {
+    fn mti(&self) -> Mti {
+        Message::mti(self)
+    }
+    fn field_set(&self) -> FieldSet {
+        self.fields()
+    }
+    #[inline]
+    fn value(&self, n: usize) -> &[u8] {
+        self.field(n).unwrap_or_default()
+    }
+}
+
+/// A message under construction.
+#[derive(Clone)]
+pub struct MessageBuilder {
+    mti: Mti,
+    fields: FieldSet,
+    arena: Vec<u8>,
+    spans: [(u32, u32); MAX_FIELD + 1],
+    /// The first `set` with a field number out of range, reported by `encode`.
+    bad_field: Option<usize>,
+}
+
+impl std::fmt::Debug for MessageBuilder {
+    /// Shows the MTI and field numbers only: values may hold a PAN.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageBuilder")
+            .field("mti", &self.mti)
+            .field("fields", &self.fields.iter().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl MessageBuilder {
+    /// An empty message of type `mti`.
+    pub fn new(mti: Mti) -> MessageBuilder {
+        MessageBuilder {
+            mti,
+            fields: FieldSet::EMPTY,
+            arena: Vec::with_capacity(384),
+            spans: [(0, 0); MAX_FIELD + 1],
+            bad_field: None,
+        }
+    }
+
+    /// Sets field `n` (2..=128) to `value` (logical form). A number out of range is reported by
+    /// [`MessageBuilder::encode`]; setting a field again replaces it.
+    pub fn set(&mut self, n: usize, value: impl AsRef<[u8]>) -> &mut MessageBuilder {
+        let value = value.as_ref();
+        if !(2..=MAX_FIELD).contains(&n) {
+            self.bad_field.get_or_insert(n);
+            return self;
+        }
+        let start = self.arena.len();
+        self.arena.extend_from_slice(value);
+        self.spans[n] = (start as u32, self.arena.len() as u32);
+        self.fields.insert(n);
+        self
+    }
+
+    /// Sets a numeric field from a number (zero-padded to the field's length on encode).
+    pub fn set_number(&mut self, n: usize, value: u64) -> &mut MessageBuilder {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        let mut v = value;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.set(n, &buf[i..])
+    }
+
+    /// Removes field `n`.
+    pub fn clear(&mut self, n: usize) -> &mut MessageBuilder {
+        if (2..=MAX_FIELD).contains(&n) {
+            self.fields.remove(n);
+        }
+        self
+    }
+
+    /// Changes the MTI.
+    pub fn set_mti(&mut self, mti: Mti) -> &mut MessageBuilder {
+        self.mti = mti;
+        self
+    }
+
+    /// The logical value of field `n` as set.
+    pub fn get(&self, n: usize) -> Option<&[u8]> {
+        self.fields.contains(n).then(|| {
+            let (s, e) = self.spans[n];
+            &self.arena[s as usize..e as usize]
+        })
+    }
+
+    /// The fields set so far.
+    pub fn fields(&self) -> FieldSet {
+        self.fields
+    }
+
+    /// The MTI.
+    pub fn mti(&self) -> Mti {
+        self.mti
+    }
+
+    /// Encodes into a new buffer.
+    pub fn encode(&self, dialect: &Dialect) -> Result<Bytes, EncodeError> {
+        let mut out = BytesMut::new();
+        self.encode_into(dialect, &mut out)?;
+        Ok(out.freeze())
+    }
+
+    /// Encodes, appending to `out` (e.g. a framing codec's write buffer).
+    pub fn encode_into(&self, dialect: &Dialect, out: &mut BytesMut) -> Result<(), EncodeError> {
+        if let Some(n) = self.bad_field {
+            return Err(EncodeError::NoSuchField { field: n });
+        }
+        encode_source(self, dialect, out)
+    }
+}
+
+impl FieldSource for MessageBuilder {
+    fn mti(&self) -> Mti {
+        self.mti
+    }
+    fn field_set(&self) -> FieldSet {
+        self.fields
+    }
+    #[inline]
+    fn value(&self, n: usize) -> &[u8] {
+        let (s, e) = self.spans[n];
+        &self.arena[s as usize..e as usize]
+    }
+}
+
+impl Message {
+    /// Re-encodes this message (in the same or another dialect).
+    pub fn encode(&self, dialect: &Dialect) -> Result<Bytes, EncodeError> {
+        let mut out = BytesMut::new();
+        encode_source(self, dialect, &mut out)?;
+        Ok(out.freeze())
+    }
+
+    /// Re-encodes, appending to `out`.
+    pub fn encode_into(&self, dialect: &Dialect, out: &mut BytesMut) -> Result<(), EncodeError> {
+        encode_source(self, dialect, out)
+    }
+
+    /// A builder holding a copy of this message.
+    pub fn to_builder(&self) -> MessageBuilder {
+        let mut b = MessageBuilder::new(self.mti());
+        for n in self.fields().iter() {
+            b.set(n, self.value(n));
+        }
+        b
+    }
+}
+
+/// A response to `request`: MTI `response_mti`, with every field of `echo` that the request has
+/// copied unchanged. The caller then sets the rest (DE 39, DE 38, DE 55 ...).
+pub fn response_to(request: &Message, response_mti: Mti, echo: &[usize]) -> MessageBuilder {
+    let mut b = MessageBuilder::new(response_mti);
+    for &n in echo {
+        if let Some(v) = request.field(n) {
+            b.set(n, v);
+        }
+    }
+    b
+}
+
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+fn check_value(n: usize, spec: &FieldSpec, value: &[u8]) -> Result<usize, EncodeError> {
+    let field = n as u8;
+    let len = value.len();
+    let max = spec.max_len as usize;
+    if len > max {
+        return Err(EncodeError::TooLong { field, len, max });
+    }
+    if spec.length == LengthKind::Fixed
+        && len != max
+        && matches!(spec.format, Format::B | Format::Z | Format::Xn)
+    {
+        return Err(EncodeError::WrongLength {
+            field,
+            len,
+            expected: max,
+        });
+    }
+    if spec.format != Format::B {
+        let table = charset::logical_class();
+        let (skip, mask) = match spec.format {
+            Format::Xn => {
+                if value
+                    .first()
+                    .is_none_or(|c| table[*c as usize] & charset::SIGN == 0)
+                {
+                    return Err(EncodeError::BadCharset {
+                        field,
+                        index: 0,
+                        byte: value.first().copied().unwrap_or(0),
+                        format: spec.format,
+                    });
+                }
+                (1, charset::DIGIT)
+            }
+            f => (0, f.class_mask()),
+        };
+        if let Some(i) = charset::first_invalid(&value[skip..], table, mask) {
+            return Err(EncodeError::BadCharset {
+                field,
+                index: i + skip,
+                byte: value[i + skip],
+                format: spec.format,
+            });
+        }
+    }
+    Ok(if spec.length == LengthKind::Fixed {
+        max
+    } else {
+        len
+    })
+}
+
+fn put_prefix(out: &mut BytesMut, spec: &FieldSpec, len: usize) {
+    let enc = spec.prefix.encode_table();
+    let d = |v: usize| enc[b'0' as usize + v];
+    match spec.length {
+        LengthKind::Fixed => {}
+        LengthKind::LlVar => out.extend_from_slice(&[d(len / 10 % 10), d(len % 10)]),
+        LengthKind::LllVar => {
+            out.extend_from_slice(&[d(len / 100 % 10), d(len / 10 % 10), d(len % 10)])
+        }
+    }
+}
+
+fn put_value(out: &mut BytesMut, spec: &FieldSpec, value: &[u8], wire_len: usize) {
+    let pad = wire_len - value.len();
+    let data = spec.data;
+    let ascii = spec.format == Format::B || data.is_ascii();
+    let enc = data.encode_table();
+    if pad > 0 && spec.format == Format::N {
+        out.extend(std::iter::repeat_n(enc[b'0' as usize], pad));
+    }
+    if ascii {
+        out.extend_from_slice(value);
+    } else {
+        out.extend(value.iter().map(|&b| enc[b as usize]));
+    }
+    if pad > 0 && spec.format != Format::N {
+        out.extend(std::iter::repeat_n(enc[b' ' as usize], pad));
+    }
+}
+
+fn put_bitmap(out: &mut BytesMut, dialect: &Dialect, word: u64) {
+    match dialect.bitmap_encoding() {
+        BitmapEncoding::Binary => out.extend_from_slice(&word.to_be_bytes()),
+        BitmapEncoding::Hex => {
+            let enc = dialect.mti_charset().encode_table();
+            for i in (0..16).rev() {
+                out.extend_from_slice(&[enc[HEX_UPPER[(word >> (i * 4)) as usize & 15] as usize]]);
+            }
+        }
+    }
+}
+
+pub(crate) fn encode_source<S: FieldSource>(
+    src: &S,
+    dialect: &Dialect,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let fields = src.field_set();
+    // Validate and size first, so that an error writes nothing and the buffer grows once.
+    let mut size = 4 + 32;
+    for n in fields.iter() {
+        let spec = dialect
+            .field(n)
+            .ok_or_else(|| EncodeError::FieldUndefined {
+                field: n as u8,
+                dialect: dialect.name().to_string(),
+            })?;
+        size += spec.length.prefix_digits() + check_value(n, spec, src.value(n))?;
+    }
+    out.reserve(size);
+    let mti = src.mti();
+    let menc = dialect.mti_charset().encode_table();
+    out.extend_from_slice(&mti.as_bytes().map(|b| menc[b as usize]));
+    let (primary, secondary) = fields.wire_bitmaps();
+    put_bitmap(out, dialect, primary);
+    if let Some(s) = secondary {
+        put_bitmap(out, dialect, s);
+    }
+    for n in fields.iter() {
+        // Checked above: defined, valid.
+        let Some(spec) = dialect.field(n) else {
+            continue;
+        };
+        let value = src.value(n);
+        let wire_len = if spec.length == LengthKind::Fixed {
+            spec.max_len as usize
+        } else {
+            value.len()
+        };
+        put_prefix(out, spec, wire_len);
+        put_value(out, spec, value, wire_len);
+    }
+    Ok(())
+}
