@@ -257,6 +257,13 @@ impl Hold {
     pub fn decline_code(&self) -> Option<ResponseCode> {
         self.has(parts::DECLINE).then_some(self.decline_code)
     }
+    pub fn parts(&self) -> u8 {
+        self.parts
+    }
+    /// At most this stays held after reversals ([`AMOUNT_MINOR_MAX`] when none).
+    pub fn remaining_cap(&self) -> AmountMinor {
+        self.remaining_cap
+    }
     pub fn expires_at(&self) -> UnixSeconds {
         self.expires_at
     }
