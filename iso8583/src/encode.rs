@@ -131,9 +131,10 @@ impl MessageBuilder {
 
     /// Encodes into a new buffer.
     pub fn encode(&self, dialect: &Dialect) -> Result<Bytes, EncodeError> {
-        let mut out = BytesMut::new();
-        self.encode_into(dialect, &mut out)?;
-        Ok(out.freeze())
+        if let Some(n) = self.bad_field {
+            return Err(EncodeError::NoSuchField { field: n });
+        }
+        encode_new(self, dialect)
     }
 
     /// Encodes, appending to `out` (e.g. a framing codec's write buffer).
@@ -162,9 +163,7 @@ impl FieldSource for MessageBuilder {
 impl Message {
     /// Re-encodes this message (in the same or another dialect).
     pub fn encode(&self, dialect: &Dialect) -> Result<Bytes, EncodeError> {
-        let mut out = BytesMut::new();
-        encode_source(self, dialect, &mut out)?;
-        Ok(out.freeze())
+        encode_new(self, dialect)
     }
 
     /// Re-encodes, appending to `out`.
@@ -290,14 +289,18 @@ fn put_bitmap(out: &mut BytesMut, dialect: &Dialect, word: u64) {
     }
 }
 
-pub(crate) fn encode_source<S: FieldSource>(
-    src: &S,
-    dialect: &Dialect,
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
+/// Validates every field and returns the exact encoded size.
+fn measure<S: FieldSource>(src: &S, dialect: &Dialect) -> Result<usize, EncodeError> {
     let fields = src.field_set();
-    // Validate and size first, so that an error writes nothing and the buffer grows once.
-    let mut size = 4 + 32;
+    let word = match dialect.bitmap_encoding() {
+        BitmapEncoding::Binary => 8,
+        BitmapEncoding::Hex => 16,
+    };
+    let mut size = 4 + if fields.needs_secondary() {
+        2 * word
+    } else {
+        word
+    };
     for n in fields.iter() {
         let spec = dialect
             .field(n)
@@ -307,7 +310,33 @@ pub(crate) fn encode_source<S: FieldSource>(
             })?;
         size += spec.length.prefix_digits() + check_value(n, spec, src.value(n))?;
     }
+    Ok(size)
+}
+
+/// Encodes into a buffer of exactly the right size (one allocation; `freeze` adds none).
+pub(crate) fn encode_new<S: FieldSource>(src: &S, dialect: &Dialect) -> Result<Bytes, EncodeError> {
+    let size = measure(src, dialect)?;
+    let mut out = BytesMut::with_capacity(size);
+    write(src, dialect, &mut out);
+    debug_assert_eq!(out.len(), size);
+    Ok(out.freeze())
+}
+
+pub(crate) fn encode_source<S: FieldSource>(
+    src: &S,
+    dialect: &Dialect,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    // Validate and size first, so that an error writes nothing and the buffer grows once.
+    let size = measure(src, dialect)?;
     out.reserve(size);
+    write(src, dialect, out);
+    Ok(())
+}
+
+/// Writes a message `measure` accepted.
+fn write<S: FieldSource>(src: &S, dialect: &Dialect, out: &mut BytesMut) {
+    let fields = src.field_set();
     let mti = src.mti();
     let menc = dialect.mti_charset().encode_table();
     out.extend_from_slice(&mti.as_bytes().map(|b| menc[b as usize]));
@@ -317,7 +346,7 @@ pub(crate) fn encode_source<S: FieldSource>(
         put_bitmap(out, dialect, s);
     }
     for n in fields.iter() {
-        // Checked above: defined, valid.
+        // Checked by `measure`: defined, valid.
         let Some(spec) = dialect.field(n) else {
             continue;
         };
@@ -330,5 +359,4 @@ pub(crate) fn encode_source<S: FieldSource>(
         put_prefix(out, spec, wire_len);
         put_value(out, spec, value, wire_len);
     }
-    Ok(())
 }
