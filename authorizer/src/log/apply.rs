@@ -1,0 +1,235 @@
+//! The ledger-thread side of the consumer's queue: applies records, tracks offsets, routes rejects.
+//!
+//! The ledger thread owns an [`Applier`] next to the state. For each batch from the consumer it
+//! applies the records of each partition in offset order, skips a record at an offset it already
+//! applied (a redelivery after a pause, for example; the ledger's own `event_id` check catches
+//! republished events), sends an event the ledger rejects to the dead-letter writer with the reason,
+//! and advances the next offset of the partition. Those next offsets are what a snapshot records:
+//! the state is exactly "every record below them, applied".
+//!
+//! Ready means: every partition's next offset reached the high watermark seen when the consumer
+//! started. Readiness is one-way; tailing continues afterwards.
+//!
+//! Never: apply a record twice at the same offset, move an offset back, or lose a rejected event
+//! (the ledger thread waits for room in the dead-letter queue rather than drop one).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use super::consumer::{ConsumerHandle, LogRecord};
+use super::dlq::DeadLetter;
+use super::metrics::LogMetrics;
+use super::{Offsets, TopicPartition, TopicRole};
+
+/// What the log feeds: the ledger's state. One JSON event per record value.
+pub trait Apply {
+    /// Why an event was rejected. Its `Display` is the dead-letter reason header.
+    type Rejection: fmt::Display;
+    /// Applies one event read from a topic with role `role`. A rejected event must leave the
+    /// state unchanged.
+    fn apply(&mut self, role: TopicRole, payload: &[u8]) -> Result<(), Self::Rejection>;
+}
+
+/// Where rejected events go.
+pub enum DeadLetters {
+    /// To the dead-letter writer (the daemon).
+    Kafka(mpsc::Sender<DeadLetter>),
+    /// Kept in memory, the first `keep_max` of them (read-only tools such as `replay`).
+    Collect {
+        kept: Vec<DeadLetter>,
+        keep_max: usize,
+    },
+}
+
+/// Counters of one applier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub applied: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub ready: bool,
+}
+
+struct Slot {
+    tp: TopicPartition,
+    next: i64,
+    target: i64,
+    dirty: bool,
+}
+
+/// Applies consumer batches to a state; see the module documentation.
+pub struct Applier {
+    slots: BTreeMap<(TopicRole, i32), Slot>,
+    behind: usize,
+    progress: Progress,
+    ready_tx: watch::Sender<bool>,
+    dead_letters: DeadLetters,
+    metrics: Arc<LogMetrics>,
+}
+
+impl Applier {
+    /// An applier for the partitions `consumer` was assigned, starting at its start offsets.
+    pub fn new(
+        consumer: &ConsumerHandle,
+        dead_letters: DeadLetters,
+        metrics: Arc<LogMetrics>,
+    ) -> Applier {
+        let mut slots = BTreeMap::new();
+        for (role, topic) in &consumer.topics {
+            for (tp, &next) in consumer
+                .start_offsets
+                .range(TopicPartition::new(topic, i32::MIN)..)
+            {
+                if tp.topic != *topic {
+                    break;
+                }
+                let target = consumer
+                    .start_high_watermarks
+                    .get(tp)
+                    .copied()
+                    .unwrap_or(next);
+                slots.insert(
+                    (*role, tp.partition),
+                    Slot {
+                        tp: tp.clone(),
+                        next,
+                        target,
+                        dirty: false,
+                    },
+                );
+            }
+        }
+        let behind = slots.values().filter(|s| s.next < s.target).count();
+        let (ready_tx, _) = watch::channel(behind == 0);
+        Applier {
+            slots,
+            behind,
+            progress: Progress {
+                ready: behind == 0,
+                ..Progress::default()
+            },
+            ready_tx,
+            dead_letters,
+            metrics,
+        }
+    }
+
+    /// Applies a batch from the consumer.
+    pub fn apply_batch<A: Apply>(&mut self, state: &mut A, records: Vec<LogRecord>) {
+        let before = self.progress;
+        for record in records {
+            self.apply_one(state, record);
+        }
+        for slot in self.slots.values_mut().filter(|s| s.dirty) {
+            slot.dirty = false;
+            self.metrics.set_next_offset(&slot.tp, slot.next);
+        }
+        self.metrics
+            .add_applied(self.progress.applied - before.applied);
+        self.metrics
+            .add_rejected(self.progress.rejected - before.rejected);
+        self.metrics
+            .add_duplicates(self.progress.duplicates - before.duplicates);
+        if !self.progress.ready && self.behind == 0 {
+            self.progress.ready = true;
+            self.ready_tx.send_replace(true);
+        }
+    }
+
+    fn apply_one<A: Apply>(&mut self, state: &mut A, record: LogRecord) {
+        let Some(slot) = self.slots.get_mut(&(record.role, record.partition)) else {
+            tracing::error!(topic = %record.topic, partition = record.partition, "record from a partition not assigned; ignored");
+            return;
+        };
+        if record.offset < slot.next {
+            self.progress.duplicates += 1;
+            return;
+        }
+        let reason = match record.payload.as_deref() {
+            None => Some("record has no value (a tombstone); events are never deleted".to_owned()),
+            Some(payload) => state
+                .apply(record.role, payload)
+                .err()
+                .map(|e| e.to_string()),
+        };
+        let was_behind = slot.next < slot.target;
+        slot.next = record.offset + 1;
+        slot.dirty = true;
+        if was_behind && slot.next >= slot.target {
+            self.behind -= 1;
+        }
+        let Some(reason) = reason else {
+            self.progress.applied += 1;
+            return;
+        };
+        self.progress.rejected += 1;
+        let letter = DeadLetter {
+            source_topic: record.topic.to_string(),
+            partition: record.partition,
+            offset: record.offset,
+            key: record.key,
+            payload: record.payload,
+            reason,
+        };
+        match &mut self.dead_letters {
+            DeadLetters::Kafka(tx) => {
+                // Waits for room: a dead letter is never dropped. Bad events are rare; a full
+                // queue means Kafka is down, and then the ledger has nothing to read anyway.
+                if tx.blocking_send(letter).is_err() {
+                    tracing::error!("dead-letter writer stopped; a rejected event was not written");
+                }
+            }
+            DeadLetters::Collect { kept, keep_max } => {
+                if kept.len() < *keep_max {
+                    kept.push(letter);
+                }
+            }
+        }
+    }
+
+    /// Next offset per partition: the state holds exactly the records below these.
+    pub fn offsets(&self) -> Offsets {
+        self.slots
+            .values()
+            .map(|s| (s.tp.clone(), s.next))
+            .collect()
+    }
+
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+
+    /// True once every partition caught up with its start high watermark.
+    pub fn is_ready(&self) -> bool {
+        self.progress.ready
+    }
+
+    /// Watches readiness from other threads or tasks.
+    pub fn subscribe_ready(&self) -> watch::Receiver<bool> {
+        self.ready_tx.subscribe()
+    }
+
+    /// The dead letters kept by [`DeadLetters::Collect`].
+    pub fn into_kept_dead_letters(self) -> Vec<DeadLetter> {
+        match self.dead_letters {
+            DeadLetters::Collect { kept, .. } => kept,
+            DeadLetters::Kafka(_) => Vec::new(),
+        }
+    }
+}
+
+/// The ledger is what the log feeds in the authorizer.
+impl Apply for crate::ledger::State {
+    type Rejection = crate::ledger::EventError;
+
+    fn apply(&mut self, role: TopicRole, payload: &[u8]) -> Result<(), Self::Rejection> {
+        let source = match role {
+            TopicRole::AccountUpdates => crate::ledger::Source::AccountUpdates,
+            TopicRole::Authorizations => crate::ledger::Source::Authorizations,
+        };
+        self.apply_json(source, payload).map(|_| ())
+    }
+}

@@ -1,0 +1,299 @@
+//! The `authorizer` binary: the daemon (later: `run`) and its operator tools.
+//!
+//! * `authorizer replay`: builds the state from the Kafka log (from the beginning, or from given
+//!   offsets) up to the high watermarks seen at start, and prints the record counts, the offsets,
+//!   the state's counts and its hash. Compare the hash between replicas; time it to measure
+//!   replay speed.
+//! * `authorizer publish`: publishes authorizer events (JSON lines on stdin) through the producer
+//!   and its spool, answering each line with where the event is (acknowledged or spooled). For
+//!   re-injecting events by hand, and for the spool's crash tests.
+//!
+//! Output is `key=value` lines on stdout, meant for people and scripts alike; errors go to stderr
+//! with a non-zero exit code. Never prints an event's content.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authorizer::ledger::{LedgerConfig, State};
+use authorizer::log::{
+    self, KafkaConfig, LogMetrics, Offsets, Outbound, Publisher, PublisherConfig, ReplayOptions,
+    StartOffsets, TopicPartition,
+};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "authorizer",
+    version,
+    about = "Card authorizer daemon and operator tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the state from the log and print counts, offsets and the state hash.
+    Replay(ReplayArgs),
+    /// Publish authorizer events (one JSON object per stdin line) with the spool behind them.
+    Publish(PublishArgs),
+}
+
+#[derive(Args)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers, host:port[,host:port].
+    #[arg(long)]
+    brokers: String,
+    #[arg(long, default_value = "account-updates")]
+    account_updates_topic: String,
+    #[arg(long, default_value = "authorizations")]
+    authorizations_topic: String,
+    #[arg(long, default_value = "account-updates.dlq")]
+    dead_letter_topic: String,
+    /// client.id sent to the broker.
+    #[arg(long, default_value = "authorizer-tool")]
+    client_id: String,
+}
+
+impl KafkaArgs {
+    fn config(&self) -> KafkaConfig {
+        let mut c = KafkaConfig::new(&self.brokers);
+        c.account_updates_topic = self.account_updates_topic.clone();
+        c.authorizations_topic = self.authorizations_topic.clone();
+        c.dead_letter_topic = self.dead_letter_topic.clone();
+        c.client_id = self.client_id.clone();
+        c
+    }
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Start every partition at its first retained record.
+    #[arg(long, conflicts_with = "offsets")]
+    from_beginning: bool,
+    /// Start at these next offsets, `topic/partition=offset` separated by commas (a snapshot's);
+    /// partitions not listed start at the beginning.
+    #[arg(long)]
+    offsets: Option<String>,
+    /// Event ids the ledger remembers for dedup.
+    #[arg(long, default_value_t = LedgerConfig::default().dedup_window_events)]
+    dedup_window_events: usize,
+    /// Print at most this many rejected events (reason and origin, never content).
+    #[arg(long, default_value_t = 10)]
+    show_rejected: usize,
+}
+
+#[derive(Args)]
+struct PublishArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Spool directory (kept across restarts).
+    #[arg(long)]
+    spool_dir: PathBuf,
+    /// Time each event may wait for Kafka's acknowledgement before it is spooled, ms.
+    #[arg(long, default_value_t = 500)]
+    budget_ms: u64,
+    /// After the last line, wait at most this long for the spool to drain, s (0: do not wait).
+    #[arg(long, default_value_t = 30)]
+    drain_timeout_s: u64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => replay(args),
+        Command::Publish(args) => publish(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("authorizer: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse_offsets(text: &str) -> Result<Offsets, String> {
+    let mut out = Offsets::new();
+    for item in text.split(',').filter(|s| !s.trim().is_empty()) {
+        let bad = || {
+            format!(
+                "--offsets: {item:?} is not topic/partition=offset (example: account-updates/3=1200)"
+            )
+        };
+        let (tp, offset) = item.trim().split_once('=').ok_or_else(bad)?;
+        let (topic, partition) = tp.rsplit_once('/').ok_or_else(bad)?;
+        let partition: i32 = partition.parse().map_err(|_| bad())?;
+        let offset: i64 = offset.parse().map_err(|_| bad())?;
+        if topic.is_empty() || partition < 0 || offset < 0 {
+            return Err(bad());
+        }
+        out.insert(TopicPartition::new(topic, partition), offset);
+    }
+    Ok(out)
+}
+
+fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
+    let kafka = args.kafka.config();
+    let mut opts = ReplayOptions::from_beginning(&kafka);
+    opts.dead_letters_keep_max = args.show_rejected;
+    match (&args.offsets, args.from_beginning) {
+        (Some(text), _) => opts.start = StartOffsets::At(parse_offsets(text)?),
+        (None, true) => opts.start = StartOffsets::Beginning,
+        (None, false) => {
+            return Err(
+                "say where to start: --from-beginning or --offsets topic/partition=offset,..."
+                    .into(),
+            );
+        }
+    }
+    let dedup = args.dedup_window_events;
+    if dedup == 0 || dedup > LedgerConfig::DEDUP_WINDOW_MAX {
+        return Err(format!(
+            "--dedup-window-events {dedup} is out of range 1..={}",
+            LedgerConfig::DEDUP_WINDOW_MAX
+        ));
+    }
+    let state = State::new(LedgerConfig {
+        dedup_window_events: dedup,
+    });
+    let metrics = Arc::new(LogMetrics::default());
+    let report = log::replay(&kafka, &opts, state, metrics).map_err(|e| e.to_string())?;
+    let p = report.progress;
+    let mut out = std::io::stdout().lock();
+    let counts = report.state.counts();
+    let _ = writeln!(out, "records={}", p.applied + p.rejected);
+    let _ = writeln!(out, "applied={}", p.applied);
+    let _ = writeln!(out, "rejected={}", p.rejected);
+    let _ = writeln!(out, "duplicates_skipped={}", p.duplicates);
+    let _ = writeln!(
+        out,
+        "apply_elapsed_s={:.3}",
+        report.apply_elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "total_elapsed_s={:.3}",
+        report.total_elapsed.as_secs_f64()
+    );
+    let _ = writeln!(out, "records_per_s={:.0}", report.records_per_s());
+    for (tp, next) in &report.offsets {
+        let _ = writeln!(out, "offset {tp}={next}");
+    }
+    let _ = writeln!(
+        out,
+        "counts accounts={} account_placeholders={} cards={} holds={} cleared_markers={} key_sets={}",
+        counts.accounts,
+        counts.account_placeholders,
+        counts.cards,
+        counts.holds,
+        counts.cleared_markers,
+        counts.key_sets
+    );
+    for d in &report.dead_letters {
+        let _ = writeln!(
+            out,
+            "rejected {}/{}@{}: {}",
+            d.source_topic, d.partition, d.offset, d.reason
+        );
+    }
+    let _ = writeln!(out, "state_hash={}", report.state.state_hash());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Key and event id of an authorizer event line.
+fn outbound(line: &str) -> Result<Outbound, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not a JSON object: {e}"))?;
+    let field = |name: &str| {
+        v.get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("field `{name}` is missing or not a string"))
+    };
+    Ok(Outbound {
+        key: field("account_id")?,
+        event_id: field("event_id")?,
+        payload: line.as_bytes().to_vec(),
+    })
+}
+
+fn publish(args: PublishArgs) -> Result<ExitCode, String> {
+    let kafka = args.kafka.config();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    rt.block_on(async move {
+        let metrics = Arc::new(LogMetrics::default());
+        let publisher = Publisher::open(&kafka, PublisherConfig::new(&args.spool_dir), metrics)
+            .map_err(|e| e.to_string())?;
+        let budget = Duration::from_millis(args.budget_ms);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, String>>(64);
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                if tx.blocking_send(line.map_err(|e| e.to_string())).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut line_no = 0u64;
+        while let Some(line) = rx.recv().await {
+            line_no += 1;
+            let line = line.map_err(|e| format!("stdin: {e}"))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event = outbound(&line).map_err(|e| format!("line {line_no}: {e}"))?;
+            let started = Instant::now();
+            let delivery = publisher
+                .publish(&event, budget)
+                .await
+                .map_err(|e| format!("line {line_no}: {e}"))?;
+            let elapsed_us = started.elapsed().as_micros();
+            let mut out = std::io::stdout().lock();
+            let _ = match delivery {
+                log::Delivery::Acked { partition, offset } => writeln!(
+                    out,
+                    "acked event_id={} partition={partition} offset={offset} elapsed_us={elapsed_us}",
+                    event.event_id
+                ),
+                log::Delivery::Spooled { seq } => writeln!(
+                    out,
+                    "spooled event_id={} seq={seq} elapsed_us={elapsed_us}",
+                    event.event_id
+                ),
+            };
+            let _ = out.flush();
+        }
+        let drained = args.drain_timeout_s == 0
+            || publisher
+                .wait_drained(Duration::from_secs(args.drain_timeout_s))
+                .await;
+        let depth = publisher.spool_depth();
+        publisher.close().await;
+        if !drained && depth > 0 {
+            eprintln!(
+                "authorizer: {depth} events remain in the spool in {}; the next start sends them",
+                args.spool_dir.display()
+            );
+            return Ok(ExitCode::from(3));
+        }
+        println!("spool_depth={depth}");
+        Ok(ExitCode::SUCCESS)
+    })
+}
