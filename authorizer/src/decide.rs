@@ -415,15 +415,28 @@ fn amount_in_account_currency(
     }
 }
 
-/// Deterministic event id (UUID text, version 8): a hash of the instance, the event kind and the
-/// request's own identity and MTI. The same request decided twice yields the same id.
-fn event_id(config: &DecideConfig, kind: AuthorizationKind, request: &Request<'_>) -> String {
+/// Deterministic event id (UUID text, version 8): a hash of the event's content (instance, kind,
+/// hold, codes and amounts) and of the request's own identity and MTI. The same request decided
+/// twice on the same state yields the same id; two events that differ in content never share one
+/// (a shared id would make the second a "duplicate" in every replica's dedup window).
+fn event_id(event: &AuthorizationEvent<'_>, request: &Request<'_>) -> String {
     let identity = request.identity();
     let mut sha = Sha256::new();
-    sha.update(b"authorizer.event-id.v1\0");
-    sha.update(config.instance.as_bytes());
+    sha.update(b"authorizer.event-id.v2\0");
+    sha.update(event.instance.as_bytes());
     sha.update([0]);
-    sha.update(kind.as_str().as_bytes());
+    sha.update(event.kind.as_str().as_bytes());
+    sha.update(event.hold_id.0);
+    sha.update(event.response_code.0);
+    sha.update(event.network_response_code.map_or([0; 2], |c| c.0));
+    sha.update(event.amount_minor.minor().to_be_bytes());
+    sha.update(
+        event
+            .remaining_minor
+            .map_or(-1, AmountMinor::minor)
+            .to_be_bytes(),
+    );
+    sha.update(event.expires_at.map_or(0, |t| t.0).to_be_bytes());
     sha.update(request.mti);
     sha.update(identity.pan_hash.0);
     sha.update(identity.transmission.0.to_be_bytes());
@@ -465,7 +478,8 @@ fn build_event(
 ) -> AuthorizationEvent<'static> {
     AuthorizationEvent {
         kind: p.kind,
-        event_id: Cow::Owned(event_id(config, p.kind, request)),
+        // Set by `seal` once the event is complete.
+        event_id: Cow::Borrowed(""),
         at: now,
         instance: Cow::Owned(config.instance.clone()),
         account_id: Cow::Owned(p.account_id),
@@ -491,6 +505,15 @@ fn build_event(
                 .map(|r| Cow::Owned(r.to_owned())),
         },
     }
+}
+
+/// Gives a complete event its content-derived id.
+fn seal(
+    mut event: AuthorizationEvent<'static>,
+    request: &Request<'_>,
+) -> AuthorizationEvent<'static> {
+    event.event_id = Cow::Owned(event_id(&event, request));
+    event
 }
 
 fn hold_expiry(
@@ -554,7 +577,7 @@ fn decide_authorization(
             },
         );
         let decision = Decision {
-            event: Some(event),
+            event: Some(seal(event, request)),
             ..answer(code, Some(hold_id))
         };
         if facts.cryptogram == Cryptogram::NotVerified {
@@ -631,7 +654,7 @@ fn decide_authorization(
     event.expires_at = Some(hold_expiry(config, request, transmitted_at));
     let decision = Decision {
         approval_code: Some(approval_code),
-        event: Some(event),
+        event: Some(seal(event, request)),
         ..answer(ResponseCode::APPROVED, Some(hold_id))
     };
     with_arpc(decision, facts)
@@ -686,7 +709,7 @@ fn decide_advice(
     event.network_response_code = Some(network_code);
     event.expires_at = Some(hold_expiry(config, request, transmitted_at));
     Decision {
-        event: Some(event),
+        event: Some(seal(event, request)),
         ..acknowledged
     }
 }
@@ -754,7 +777,7 @@ fn decide_reversal(
     );
     event.remaining_minor = Some(remaining);
     Decision {
-        event: Some(event),
+        event: Some(seal(event, request)),
         ..acknowledged
     }
 }

@@ -1,1 +1,869 @@
-//! Placeholder.
+//! The snapshot file format: the whole ledger state and the log offsets to resume from.
+//!
+//! ```text
+//! header (plain):
+//!   magic            8 bytes  "AUTHSNAP"
+//!   format_version   u32 BE   1           ┐ these three fields keep their place in every
+//!   header_len       u32 BE   ≤ 1 MiB     ┘ future version, so the checksum is checked first
+//!   created_at_ms    i64 BE   log time the snapshotter chose (never read from a clock here)
+//!   watermark_s      i64 BE   the ledger's hold watermark
+//!   state_hash       32 bytes
+//!   counts           4 × u64 BE: accounts, cards, hold records, cleared markers
+//!   offsets          u32 BE n ≤ 65,536, then n × (u16 BE topic length ≤ 249, topic UTF-8,
+//!                    i32 BE partition, i64 BE next offset to read)
+//!   header_crc32c    u32 BE over every byte above
+//! body: one zstd frame (with zstd's own content checksum) of records:
+//!   u32 BE length ≤ 64 KiB, then the record's canonical bytes (the same bytes the state hash
+//!   covers: tag 'A' account, 'C' card, 'H' hold, 'X' cleared marker, in that order),
+//!   and last an end record: tag 'E', u64 BE record count, u32 BE crc32c of every record before.
+//! trailer: u32 BE crc32c of the compressed frame's bytes (so that no byte of the file, not even
+//!   one zstd would tolerate, can change unnoticed); nothing after it.
+//! ```
+//!
+//! Writing and reading stream: neither ever holds a second copy of the state (the body is
+//! encoded and decoded record by record through zstd's streaming API). Reading verifies the
+//! header checksum, the format version, the zstd checksum, the body crc32c, the counts, and
+//! finally recomputes the state hash from the rebuilt state (the writer computed it from the
+//! live state: the same property asserted on two paths).
+//!
+//! Must never: return a state that differs from the one written; panic on a corrupt file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+use crate::ledger::state::{Hold, RestoredAccount, RestoredCard};
+use crate::ledger::{
+    AccountIndex, AccountStatus, AmountMinor, CardExpiry, CardStatus, Currency, HoldId,
+    LedgerConfig, PanHash, PanSequence, ResponseCode, State, StateHash, UnixSeconds, Version,
+};
+
+pub const MAGIC: [u8; 8] = *b"AUTHSNAP";
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN_MAX: u32 = 1 << 20;
+const RECORD_LEN_MAX: u32 = 1 << 16;
+const OFFSETS_MAX: usize = 65_536;
+const TOPIC_LEN_MAX: usize = 249;
+const ZSTD_LEVEL: i32 = 3;
+
+/// Where to resume: (topic, partition) → the next offset to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResumeOffsets {
+    offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl ResumeOffsets {
+    pub fn new() -> ResumeOffsets {
+        ResumeOffsets::default()
+    }
+
+    /// Records the next offset to read. Errors on a bound (topic name 1..=249 bytes, partition
+    /// and offset non-negative, at most 65,536 partitions).
+    pub fn set(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), SnapshotError> {
+        if topic.is_empty() || topic.len() > TOPIC_LEN_MAX || partition < 0 || next_offset < 0 {
+            return Err(SnapshotError::InvalidOffset {
+                topic: topic.to_owned(),
+                partition,
+                offset: next_offset,
+            });
+        }
+        if self.offsets.len() >= OFFSETS_MAX
+            && !self.offsets.contains_key(&(topic.to_owned(), partition))
+        {
+            return Err(SnapshotError::InvalidOffset {
+                topic: topic.to_owned(),
+                partition,
+                offset: next_offset,
+            });
+        }
+        self.offsets
+            .insert((topic.to_owned(), partition), next_offset);
+        Ok(())
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.offsets.get(&(topic.to_owned(), partition)).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i32, i64)> {
+        self.offsets.iter().map(|((t, p), o)| (t.as_str(), *p, *o))
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+}
+
+/// Record counts of a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub accounts: u64,
+    pub cards: u64,
+    pub holds: u64,
+    pub cleared_markers: u64,
+}
+
+/// The header of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub format_version: u32,
+    pub created_at_ms: i64,
+    pub watermark: UnixSeconds,
+    pub state_hash: StateHash,
+    pub counts: RecordCounts,
+}
+
+/// Why a snapshot was not written or not accepted. Each names what to do: a snapshot that fails
+/// is skipped for the previous one.
+#[derive(Debug)]
+pub enum SnapshotError {
+    Io(io::Error),
+    NotASnapshot {
+        magic: [u8; 8],
+    },
+    /// The file ends early (in the header, or inside the body).
+    Truncated {
+        part: &'static str,
+    },
+    HeaderChecksum {
+        stored: u32,
+        computed: u32,
+    },
+    /// Written by a newer authorizer: upgrade this one, or use an older snapshot.
+    FutureVersion {
+        found: u32,
+        supported: u32,
+    },
+    HeaderInvalid {
+        reason: &'static str,
+    },
+    /// zstd refused the body (corrupt frame or content checksum).
+    BodyCorrupt {
+        message: String,
+    },
+    BodyChecksum {
+        stored: u32,
+        computed: u32,
+    },
+    RecordInvalid {
+        record: u64,
+        reason: &'static str,
+    },
+    CountMismatch {
+        kind: &'static str,
+        header: u64,
+        body: u64,
+    },
+    StateHashMismatch {
+        header: StateHash,
+        recomputed: StateHash,
+    },
+    TrailingBytes,
+    InvalidOffset {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::Io(e) => write!(f, "snapshot I/O error: {e}"),
+            SnapshotError::NotASnapshot { magic } => {
+                write!(
+                    f,
+                    "not a snapshot: magic {:?} is not {:?}",
+                    hex::encode(magic),
+                    "AUTHSNAP"
+                )
+            }
+            SnapshotError::Truncated { part } => write!(
+                f,
+                "snapshot truncated in the {part}; use the previous snapshot"
+            ),
+            SnapshotError::HeaderChecksum { stored, computed } => {
+                write!(
+                    f,
+                    "snapshot header checksum {stored:08x} != computed {computed:08x}; the file is corrupt"
+                )
+            }
+            SnapshotError::FutureVersion { found, supported } => write!(
+                f,
+                "snapshot format version {found} is newer than this authorizer reads ({supported}); upgrade, or use an older snapshot"
+            ),
+            SnapshotError::HeaderInvalid { reason } => {
+                write!(f, "snapshot header invalid: {reason}")
+            }
+            SnapshotError::BodyCorrupt { message } => {
+                write!(f, "snapshot body corrupt (zstd): {message}")
+            }
+            SnapshotError::BodyChecksum { stored, computed } => {
+                write!(
+                    f,
+                    "snapshot body checksum {stored:08x} != computed {computed:08x}; the file is corrupt"
+                )
+            }
+            SnapshotError::RecordInvalid { record, reason } => {
+                write!(f, "snapshot record {record} invalid: {reason}")
+            }
+            SnapshotError::CountMismatch { kind, header, body } => {
+                write!(
+                    f,
+                    "snapshot header says {header} {kind}, the body has {body}"
+                )
+            }
+            SnapshotError::StateHashMismatch { header, recomputed } => {
+                write!(
+                    f,
+                    "snapshot state hash {header} != recomputed {recomputed}; the file or the code is wrong"
+                )
+            }
+            SnapshotError::TrailingBytes => {
+                write!(f, "snapshot has bytes after its body; the file is corrupt")
+            }
+            SnapshotError::InvalidOffset {
+                topic,
+                partition,
+                offset,
+            } => {
+                write!(
+                    f,
+                    "resume offset {topic:?}/{partition} = {offset} is out of bounds"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+impl From<io::Error> for SnapshotError {
+    fn from(e: io::Error) -> Self {
+        SnapshotError::Io(e)
+    }
+}
+
+fn record_counts(state: &State) -> RecordCounts {
+    let counts = state.counts();
+    RecordCounts {
+        accounts: counts.accounts,
+        cards: counts.cards,
+        holds: counts.holds,
+        cleared_markers: counts.cleared_markers,
+    }
+}
+
+fn encode_header(header: &Header, offsets: &ResumeOffsets) -> Vec<u8> {
+    let mut fields = Vec::with_capacity(128 + offsets.len() * 32);
+    fields.extend_from_slice(&header.created_at_ms.to_be_bytes());
+    fields.extend_from_slice(&header.watermark.0.to_be_bytes());
+    fields.extend_from_slice(&header.state_hash.0);
+    for count in [
+        header.counts.accounts,
+        header.counts.cards,
+        header.counts.holds,
+        header.counts.cleared_markers,
+    ] {
+        fields.extend_from_slice(&count.to_be_bytes());
+    }
+    fields.extend_from_slice(&(offsets.len() as u32).to_be_bytes());
+    for (topic, partition, offset) in offsets.iter() {
+        fields.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+        fields.extend_from_slice(topic.as_bytes());
+        fields.extend_from_slice(&partition.to_be_bytes());
+        fields.extend_from_slice(&offset.to_be_bytes());
+    }
+    let mut out = Vec::with_capacity(fields.len() + 20);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&header.format_version.to_be_bytes());
+    out.extend_from_slice(&(fields.len() as u32).to_be_bytes());
+    out.extend_from_slice(&fields);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// Writes a snapshot of `state` with the offsets to resume from. Returns the header written.
+pub fn write<W: Write>(
+    w: W,
+    state: &State,
+    offsets: &ResumeOffsets,
+    created_at_ms: i64,
+) -> Result<Header, SnapshotError> {
+    let header = Header {
+        format_version: FORMAT_VERSION,
+        created_at_ms,
+        watermark: state.watermark(),
+        state_hash: state.state_hash(),
+        counts: record_counts(state),
+    };
+    let mut w = w;
+    w.write_all(&encode_header(&header, offsets))?;
+    let frame = ChecksummedWrite { inner: w, crc: 0 };
+    let mut encoder = zstd::stream::write::Encoder::new(frame, ZSTD_LEVEL)?;
+    encoder.include_checksum(true)?;
+    let mut crc = 0u32;
+    let mut records = 0u64;
+    state.for_each_record(|record| -> io::Result<()> {
+        let len = u32::try_from(record.len()).expect("records are small");
+        assert!(
+            len <= RECORD_LEN_MAX,
+            "record of {len} bytes exceeds the format's bound"
+        );
+        encoder.write_all(&len.to_be_bytes())?;
+        encoder.write_all(record)?;
+        crc = crc32c::crc32c_append(crc, record);
+        records += 1;
+        Ok(())
+    })?;
+    let total = header.counts.accounts
+        + header.counts.cards
+        + header.counts.holds
+        + header.counts.cleared_markers;
+    assert_eq!(
+        records, total,
+        "the body must hold exactly the records the header counts"
+    );
+    let mut end = Vec::with_capacity(13);
+    end.push(b'E');
+    end.extend_from_slice(&records.to_be_bytes());
+    end.extend_from_slice(&crc.to_be_bytes());
+    encoder.write_all(&(end.len() as u32).to_be_bytes())?;
+    encoder.write_all(&end)?;
+    let frame = encoder.finish()?;
+    let mut w = frame.inner;
+    w.write_all(&frame.crc.to_be_bytes())?;
+    w.flush()?;
+    Ok(header)
+}
+
+fn read_exact_or(
+    r: &mut impl Read,
+    buf: &mut [u8],
+    part: &'static str,
+) -> Result<(), SnapshotError> {
+    r.read_exact(buf).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            SnapshotError::Truncated { part }
+        } else {
+            body_error(e)
+        }
+    })
+}
+
+fn body_error(e: io::Error) -> SnapshotError {
+    match e.kind() {
+        io::ErrorKind::UnexpectedEof => SnapshotError::Truncated { part: "body" },
+        io::ErrorKind::Other | io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => {
+            SnapshotError::BodyCorrupt {
+                message: e.to_string(),
+            }
+        }
+        _ => SnapshotError::Io(e),
+    }
+}
+
+/// A cursor over one record's bytes; every read is bounds-checked.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    record: u64,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
+        if self.bytes.len() < n {
+            return Err(SnapshotError::RecordInvalid {
+                record: self.record,
+                reason: "record shorter than its fields",
+            });
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, SnapshotError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, SnapshotError> {
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn u32(&mut self) -> Result<u32, SnapshotError> {
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn i64(&mut self) -> Result<i64, SnapshotError> {
+        Ok(self.u64()? as i64)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+    fn text(&mut self) -> Result<&'a str, SnapshotError> {
+        let len = self.u32()? as usize;
+        if len == 0 || len > 255 {
+            return Err(self.invalid("text length out of 1..=255"));
+        }
+        std::str::from_utf8(self.take(len)?).map_err(|_| self.invalid("text is not UTF-8"))
+    }
+    fn amount(&mut self) -> Result<AmountMinor, SnapshotError> {
+        let value = self.i64()?;
+        AmountMinor::new(value).ok_or_else(|| self.invalid("amount out of bounds"))
+    }
+    fn invalid(&self, reason: &'static str) -> SnapshotError {
+        SnapshotError::RecordInvalid {
+            record: self.record,
+            reason,
+        }
+    }
+    fn finish(&self) -> Result<(), SnapshotError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(self.invalid("bytes left over in record"))
+        }
+    }
+}
+
+fn decode_header(r: &mut impl Read) -> Result<(Header, ResumeOffsets), SnapshotError> {
+    let mut fixed = [0u8; 16];
+    read_exact_or(r, &mut fixed, "header")?;
+    let magic: [u8; 8] = fixed[..8].try_into().expect("8 bytes");
+    if magic != MAGIC {
+        return Err(SnapshotError::NotASnapshot { magic });
+    }
+    let format_version = u32::from_be_bytes(fixed[8..12].try_into().expect("4 bytes"));
+    let header_len = u32::from_be_bytes(fixed[12..16].try_into().expect("4 bytes"));
+    if header_len > HEADER_LEN_MAX {
+        return Err(SnapshotError::HeaderInvalid {
+            reason: "header length above 1 MiB",
+        });
+    }
+    let mut fields = vec![0u8; header_len as usize];
+    read_exact_or(r, &mut fields, "header")?;
+    let mut stored = [0u8; 4];
+    read_exact_or(r, &mut stored, "header")?;
+    let stored = u32::from_be_bytes(stored);
+    let computed = crc32c::crc32c_append(crc32c::crc32c(&fixed), &fields);
+    if stored != computed {
+        return Err(SnapshotError::HeaderChecksum { stored, computed });
+    }
+    if format_version > FORMAT_VERSION {
+        return Err(SnapshotError::FutureVersion {
+            found: format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if format_version == 0 {
+        return Err(SnapshotError::HeaderInvalid {
+            reason: "format version 0",
+        });
+    }
+    let header_invalid = |_| SnapshotError::HeaderInvalid {
+        reason: "header fields shorter than their length",
+    };
+    let mut c = Cursor {
+        bytes: &fields,
+        record: 0,
+    };
+    let created_at_ms = c.i64().map_err(header_invalid)?;
+    let watermark = UnixSeconds(c.i64().map_err(header_invalid)?);
+    let state_hash = StateHash(c.array::<32>().map_err(header_invalid)?);
+    let counts = RecordCounts {
+        accounts: c.u64().map_err(header_invalid)?,
+        cards: c.u64().map_err(header_invalid)?,
+        holds: c.u64().map_err(header_invalid)?,
+        cleared_markers: c.u64().map_err(header_invalid)?,
+    };
+    let n = c.u32().map_err(header_invalid)? as usize;
+    if n > OFFSETS_MAX {
+        return Err(SnapshotError::HeaderInvalid {
+            reason: "more than 65536 resume offsets",
+        });
+    }
+    let mut offsets = ResumeOffsets::new();
+    for _ in 0..n {
+        let len = usize::from(c.u16().map_err(header_invalid)?);
+        let topic = std::str::from_utf8(c.take(len).map_err(header_invalid)?).map_err(|_| {
+            SnapshotError::HeaderInvalid {
+                reason: "topic name is not UTF-8",
+            }
+        })?;
+        let partition = c.u32().map_err(header_invalid)? as i32;
+        let offset = c.i64().map_err(header_invalid)?;
+        offsets
+            .set(topic, partition, offset)
+            .map_err(|_| SnapshotError::HeaderInvalid {
+                reason: "resume offset out of bounds",
+            })?;
+    }
+    if !c.bytes.is_empty() {
+        return Err(SnapshotError::HeaderInvalid {
+            reason: "bytes left over in header",
+        });
+    }
+    if offsets.len() != n {
+        return Err(SnapshotError::HeaderInvalid {
+            reason: "duplicate topic-partition in resume offsets",
+        });
+    }
+    Ok((
+        Header {
+            format_version,
+            created_at_ms,
+            watermark,
+            state_hash,
+            counts,
+        },
+        offsets,
+    ))
+}
+
+/// Reads and verifies a snapshot; the returned state has the header's state hash.
+/// `config` is the replica's own ledger configuration (the dedup window starts empty).
+pub fn read<R: Read>(r: R) -> Result<(State, ResumeOffsets, Header), SnapshotError> {
+    read_with_config(r, LedgerConfig::default())
+}
+
+/// [`read`] with a ledger configuration.
+pub fn read_with_config<R: Read>(
+    r: R,
+    config: LedgerConfig,
+) -> Result<(State, ResumeOffsets, Header), SnapshotError> {
+    let mut r = BufReader::with_capacity(1 << 16, r);
+    let (header, offsets) = decode_header(&mut r)?;
+    let total = header.counts.accounts as u128
+        + header.counts.cards as u128
+        + header.counts.holds as u128
+        + header.counts.cleared_markers as u128;
+    let mut state = State::new(config);
+    // Reserve at most what a plausible header asks for; the body is checked against it anyway.
+    state.reserve(
+        usize::try_from(header.counts.accounts.min(1 << 27)).unwrap_or(0),
+        usize::try_from(header.counts.cards.min(1 << 27)).unwrap_or(0),
+    );
+    let frame = ChecksummedBufRead { inner: r, crc: 0 };
+    let decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(body_error)?;
+    let mut decoder = BufReader::with_capacity(1 << 16, decoder.single_frame());
+    let mut body = RecordCounts::default();
+    let mut crc = 0u32;
+    let mut index: u64 = 0;
+    let mut kind_rank = 0u8;
+    let mut record = Vec::with_capacity(512);
+    loop {
+        let mut len = [0u8; 4];
+        read_exact_or(&mut decoder, &mut len, "body")?;
+        let len = u32::from_be_bytes(len);
+        if len == 0 || len > RECORD_LEN_MAX {
+            return Err(SnapshotError::RecordInvalid {
+                record: index,
+                reason: "record length out of 1..=65536",
+            });
+        }
+        record.resize(len as usize, 0);
+        read_exact_or(&mut decoder, &mut record, "body")?;
+        let tag = record[0];
+        if tag == b'E' {
+            let mut c = Cursor {
+                bytes: &record[1..],
+                record: index,
+            };
+            let count = c.u64()?;
+            let stored = c.u32()?;
+            c.finish()?;
+            if stored != crc {
+                return Err(SnapshotError::BodyChecksum {
+                    stored,
+                    computed: crc,
+                });
+            }
+            if u128::from(count) != u128::from(index) || u128::from(index) != total {
+                return Err(SnapshotError::CountMismatch {
+                    kind: "records",
+                    header: total as u64,
+                    body: index,
+                });
+            }
+            break;
+        }
+        if u128::from(index) >= total {
+            return Err(SnapshotError::CountMismatch {
+                kind: "records",
+                header: total as u64,
+                body: index + 1,
+            });
+        }
+        crc = crc32c::crc32c_append(crc, &record);
+        let rank = match tag {
+            b'A' => 1,
+            b'C' => 2,
+            b'H' => 3,
+            b'X' => 4,
+            _ => {
+                return Err(SnapshotError::RecordInvalid {
+                    record: index,
+                    reason: "unknown record tag",
+                });
+            }
+        };
+        if rank < kind_rank {
+            return Err(SnapshotError::RecordInvalid {
+                record: index,
+                reason: "records out of kind order",
+            });
+        }
+        kind_rank = rank;
+        let mut c = Cursor {
+            bytes: &record[1..],
+            record: index,
+        };
+        let restored = match tag {
+            b'A' => {
+                body.accounts += 1;
+                restore_account(&mut state, &mut c)
+            }
+            b'C' => {
+                body.cards += 1;
+                restore_card(&mut state, &mut c)
+            }
+            b'H' => {
+                body.holds += 1;
+                restore_hold(&mut state, &mut c)
+            }
+            _ => {
+                body.cleared_markers += 1;
+                restore_cleared(&mut state, &mut c)
+            }
+        };
+        restored?;
+        c.finish()?;
+        index += 1;
+    }
+    // The frame must end right after the end record: reading to its end makes zstd verify its
+    // content checksum. Then nothing may follow the frame.
+    let mut probe = [0u8; 1];
+    match decoder.read(&mut probe) {
+        Ok(0) => {}
+        Ok(_) => {
+            return Err(SnapshotError::RecordInvalid {
+                record: index,
+                reason: "data after the end record",
+            });
+        }
+        Err(e) => return Err(body_error(e)),
+    }
+    let frame = decoder.into_inner().finish();
+    let computed = frame.crc;
+    let mut rest = frame.inner;
+    let mut stored = [0u8; 4];
+    read_exact_or(&mut rest, &mut stored, "trailer")?;
+    let stored = u32::from_be_bytes(stored);
+    if stored != computed {
+        return Err(SnapshotError::BodyChecksum { stored, computed });
+    }
+    if !rest.fill_buf().map_err(SnapshotError::Io)?.is_empty() {
+        return Err(SnapshotError::TrailingBytes);
+    }
+    for (kind, h, b) in [
+        ("accounts", header.counts.accounts, body.accounts),
+        ("cards", header.counts.cards, body.cards),
+        ("holds", header.counts.holds, body.holds),
+        (
+            "cleared markers",
+            header.counts.cleared_markers,
+            body.cleared_markers,
+        ),
+    ] {
+        if h != b {
+            return Err(SnapshotError::CountMismatch {
+                kind,
+                header: h,
+                body: b,
+            });
+        }
+    }
+    state.restore_watermark(header.watermark);
+    let recomputed = state.state_hash();
+    if recomputed != header.state_hash {
+        return Err(SnapshotError::StateHashMismatch {
+            header: header.state_hash,
+            recomputed,
+        });
+    }
+    if state.counts().accounts != header.counts.accounts {
+        return Err(SnapshotError::CountMismatch {
+            kind: "accounts",
+            header: header.counts.accounts,
+            body: state.counts().accounts,
+        });
+    }
+    Ok((state, offsets, header))
+}
+
+fn restore_account(state: &mut State, c: &mut Cursor<'_>) -> Result<(), SnapshotError> {
+    let id = c.text()?;
+    let version = Version(c.u64()?);
+    let status = AccountStatus::from_u8(c.u8()?).ok_or_else(|| c.invalid("account status"))?;
+    let currency = Currency::new(c.u16()?).ok_or_else(|| c.invalid("currency"))?;
+    let credit_limit = c.amount()?;
+    let posted_balance = c.amount()?;
+    state
+        .restore_account(RestoredAccount {
+            id,
+            version,
+            status,
+            currency,
+            credit_limit,
+            posted_balance,
+        })
+        .map_err(|reason| c.invalid(reason))
+}
+
+fn restore_card(state: &mut State, c: &mut Cursor<'_>) -> Result<(), SnapshotError> {
+    let pan_hash = PanHash(c.array::<32>()?);
+    let account_id = c.text()?;
+    let card_id = c.text()?;
+    let version = Version(c.u64()?);
+    let expiry =
+        CardExpiry::parse_yymm(&c.array::<4>()?).ok_or_else(|| c.invalid("card expiry"))?;
+    let psn = c.u8()?;
+    if psn > 99 {
+        return Err(c.invalid("psn above 99"));
+    }
+    let status = CardStatus::from_u8(c.u8()?).ok_or_else(|| c.invalid("card status"))?;
+    let key_set = c.text()?;
+    let last4 = c.array::<4>()?;
+    if !last4.iter().all(u8::is_ascii_digit) {
+        return Err(c.invalid("pan_last4 not digits"));
+    }
+    state
+        .restore_card(RestoredCard {
+            pan_hash,
+            account_id,
+            card_id,
+            version,
+            expiry,
+            psn: PanSequence(psn),
+            status,
+            key_set,
+            last4,
+        })
+        .map_err(|reason| c.invalid(reason))
+}
+
+fn restore_hold(state: &mut State, c: &mut Cursor<'_>) -> Result<(), SnapshotError> {
+    let hold_id = HoldId(c.array::<16>()?);
+    let account_id = c.text()?;
+    let parts = c.u8()?;
+    let cleared = match c.u8()? {
+        0 => false,
+        1 => true,
+        _ => return Err(c.invalid("cleared flag not 0 or 1")),
+    };
+    let decline_code = ResponseCode(c.array::<2>()?);
+    if !decline_code.0.iter().all(u8::is_ascii_alphanumeric) {
+        return Err(c.invalid("decline code not alphanumeric"));
+    }
+    let auth_amount = c.amount()?;
+    let advice_amount = c.amount()?;
+    let remaining_cap = c.amount()?;
+    if auth_amount.is_negative() || advice_amount.is_negative() || remaining_cap.is_negative() {
+        return Err(c.invalid("negative hold amount"));
+    }
+    let expires_at = UnixSeconds(c.i64()?);
+    let transmitted_at = UnixSeconds(c.i64()?);
+    if !(UnixSeconds::MIN..=UnixSeconds::MAX).contains(&transmitted_at) {
+        return Err(c.invalid("transmitted_at out of bounds"));
+    }
+    let hold = Hold {
+        account: AccountIndex(0),
+        parts,
+        cleared,
+        decline_code,
+        auth_amount,
+        advice_amount,
+        remaining_cap,
+        expires_at,
+        transmitted_at,
+    };
+    state
+        .restore_hold(hold_id, account_id, hold)
+        .map_err(|reason| c.invalid(reason))
+}
+
+fn restore_cleared(state: &mut State, c: &mut Cursor<'_>) -> Result<(), SnapshotError> {
+    let hold_id = HoldId(c.array::<16>()?);
+    let account_id = c.text()?;
+    let retain_until = UnixSeconds(c.i64()?);
+    state
+        .restore_cleared(hold_id, account_id, retain_until)
+        .map_err(|reason| c.invalid(reason))
+}
+
+/// Passes writes through and keeps the crc32c of every byte written.
+struct ChecksummedWrite<W: Write> {
+    inner: W,
+    crc: u32,
+}
+
+impl<W: Write> Write for ChecksummedWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A `BufRead` that keeps the crc32c of every byte its reader *consumes* (zstd consumes exactly
+/// its frame, so the trailer after it is not counted).
+struct ChecksummedBufRead<B: BufRead> {
+    inner: B,
+    crc: u32,
+}
+
+impl<B: BufRead> Read for ChecksummedBufRead<B> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<B: BufRead> BufRead for ChecksummedBufRead<B> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        if n > 0 {
+            // The buffer is still filled (nothing consumed since fill_buf): no I/O happens here.
+            match self.inner.fill_buf() {
+                Ok(buffer) => {
+                    self.crc = crc32c::crc32c_append(self.crc, &buffer[..n.min(buffer.len())])
+                }
+                Err(_) => self.crc = !self.crc,
+            }
+        }
+        self.inner.consume(n);
+    }
+}

@@ -97,13 +97,15 @@ pub enum Applied {
 pub struct Counts {
     /// Accounts the cloud has upserted.
     pub accounts: u64,
-    /// Accounts named by a card or hold but not upserted yet (not in the state hash).
+    /// Accounts named by a card or hold but not upserted yet (not in the state hash; replica-local:
+    /// a replica that saw a hold before it retired keeps its placeholder).
     pub account_placeholders: u64,
     pub cards: u64,
     /// Hold records (any part: approval, advice, reversal, decline).
     pub holds: u64,
     /// Cleared-hold markers (tombstones from postings).
     pub cleared_markers: u64,
+    /// Distinct key-set names seen (replica-local: names no card uses any more stay interned).
     pub key_sets: u64,
     /// Event ids currently in the dedup window (not part of the state).
     pub dedup_window: u64,
@@ -639,14 +641,8 @@ impl State {
         if retain_until <= self.watermark {
             return false;
         }
-        let changed = match self.cleared.get_mut(&hold_id) {
-            Some(marker) if marker.retain_until >= retain_until => false,
-            Some(marker) => {
-                marker.retain_until = retain_until;
-                self.cleared_retirement
-                    .push(Reverse((retain_until, hold_id)));
-                true
-            }
+        let mut changed = false;
+        match self.cleared.get(&hold_id).copied() {
             None => {
                 self.cleared.insert(
                     hold_id,
@@ -657,10 +653,32 @@ impl State {
                 );
                 self.cleared_retirement
                     .push(Reverse((retain_until, hold_id)));
-                true
+                changed = true;
             }
-        };
-        // The marker's account is the first poster's; postings of one hold come from its account.
+            Some(marker) => {
+                // Merge by max of (retain_until, then the smaller account id): a max-semilattice,
+                // so purging the parts whose retention passed gives the same marker in any order.
+                let mut merged = marker;
+                let smaller_account = self.accounts[account.0 as usize].id
+                    < self.accounts[marker.account.0 as usize].id;
+                if retain_until > marker.retain_until
+                    || (retain_until == marker.retain_until && smaller_account)
+                {
+                    merged = Cleared {
+                        account,
+                        retain_until,
+                    };
+                    if retain_until > marker.retain_until {
+                        self.cleared_retirement
+                            .push(Reverse((retain_until, hold_id)));
+                    }
+                }
+                if merged != marker {
+                    self.cleared.insert(hold_id, merged);
+                    changed = true;
+                }
+            }
+        }
         if let Some(hold) = self.holds.get_mut(&hold_id)
             && !hold.cleared
         {
@@ -805,46 +823,58 @@ impl State {
     /// Records name accounts and key sets by their ids, never by local indices.
     pub fn state_hash(&self) -> StateHash {
         let mut sum = LaneSum::default();
+        let result: Result<(), std::convert::Infallible> = self.for_each_record(|record| {
+            sum.add(record);
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            Err(never) => match never {},
+        }
+        sum.finish(self.watermark)
+    }
+
+    /// Calls `f` with the canonical bytes of every record of the state, in kind order (accounts
+    /// except placeholders, cards, hold records, cleared markers), each kind in map order. The
+    /// same bytes feed the state hash and the snapshot body.
+    pub(crate) fn for_each_record<E>(
+        &self,
+        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut buffer = Vec::with_capacity(256);
         for account in &self.accounts {
             if !account.is_placeholder() {
-                sum.add(&self.account_record(account));
+                buffer.clear();
+                self.account_record(account, &mut buffer);
+                f(&buffer)?;
             }
         }
-        let mut buffer = Vec::with_capacity(256);
         for (pan_hash, card) in &self.cards {
             buffer.clear();
             self.card_record(pan_hash, card, &mut buffer);
-            sum.add(&buffer);
+            f(&buffer)?;
         }
         for (hold_id, hold) in &self.holds {
             buffer.clear();
             self.hold_record(hold_id, hold, &mut buffer);
-            sum.add(&buffer);
+            f(&buffer)?;
         }
         for (hold_id, marker) in &self.cleared {
             buffer.clear();
             self.cleared_record(hold_id, marker, &mut buffer);
-            sum.add(&buffer);
+            f(&buffer)?;
         }
-        let mut sha = Sha256::new();
-        sha.update(b"authorizer.state-hash.v1\0");
-        for lane in sum.lanes {
-            sha.update(lane.to_be_bytes());
-        }
-        sha.update(self.watermark.0.to_be_bytes());
-        StateHash(sha.finalize().into())
+        Ok(())
     }
 
-    fn account_record(&self, account: &Account) -> Vec<u8> {
-        let mut b = Vec::with_capacity(64);
+    fn account_record(&self, account: &Account, b: &mut Vec<u8>) {
         b.push(b'A');
-        put_text(&mut b, &account.id);
+        put_text(b, &account.id);
         b.extend_from_slice(&account.version.0.to_be_bytes());
         b.push(account.status as u8);
         b.extend_from_slice(&account.currency.code().to_be_bytes());
         b.extend_from_slice(&account.credit_limit.minor().to_be_bytes());
         b.extend_from_slice(&account.posted_balance.minor().to_be_bytes());
-        b
     }
 
     fn card_record(&self, pan_hash: &PanHash, card: &Card, b: &mut Vec<u8>) {
@@ -926,7 +956,6 @@ impl State {
 
     // ---- restore (snapshot) -------------------------------------------------------------
 
-    #[allow(dead_code)] // used by the snapshot decoder
     pub(crate) fn restore_account(
         &mut self,
         account: RestoredAccount<'_>,
@@ -949,7 +978,6 @@ impl State {
         Ok(())
     }
 
-    #[allow(dead_code)] // used by the snapshot decoder
     pub(crate) fn restore_card(&mut self, card: RestoredCard<'_>) -> Result<(), &'static str> {
         if self.cards.contains_key(&card.pan_hash) {
             return Err("duplicate card record");
@@ -979,7 +1007,6 @@ impl State {
         Ok(())
     }
 
-    #[allow(dead_code)] // used by the snapshot decoder
     pub(crate) fn restore_hold(
         &mut self,
         hold_id: HoldId,
@@ -1003,7 +1030,6 @@ impl State {
         Ok(())
     }
 
-    #[allow(dead_code)] // used by the snapshot decoder
     pub(crate) fn restore_cleared(
         &mut self,
         hold_id: HoldId,
@@ -1028,18 +1054,11 @@ impl State {
         Ok(())
     }
 
-    #[allow(dead_code)] // used by the snapshot decoder
     pub(crate) fn restore_watermark(&mut self, watermark: UnixSeconds) {
         self.watermark = watermark;
     }
-
-    #[allow(dead_code)] // used by the snapshot decoder
-    pub(crate) fn arena(&self, text: ArenaText) -> &str {
-        self.arena_text(text)
-    }
 }
 
-#[allow(dead_code)] // used by the snapshot decoder
 pub(crate) struct RestoredAccount<'a> {
     pub id: &'a str,
     pub version: Version,
@@ -1049,7 +1068,6 @@ pub(crate) struct RestoredAccount<'a> {
     pub posted_balance: AmountMinor,
 }
 
-#[allow(dead_code)] // used by the snapshot decoder
 pub(crate) struct RestoredCard<'a> {
     pub pan_hash: PanHash,
     pub account_id: &'a str,
@@ -1068,13 +1086,24 @@ fn put_text(b: &mut Vec<u8>, text: &str) {
     b.extend_from_slice(text.as_bytes());
 }
 
+/// The order-independent sum behind [`StateHash`].
 #[derive(Default)]
-struct LaneSum {
+pub(crate) struct LaneSum {
     lanes: [u64; 4],
 }
 
 impl LaneSum {
-    fn add(&mut self, record: &[u8]) {
+    pub(crate) fn finish(&self, watermark: UnixSeconds) -> StateHash {
+        let mut sha = Sha256::new();
+        sha.update(b"authorizer.state-hash.v1\0");
+        for lane in self.lanes {
+            sha.update(lane.to_be_bytes());
+        }
+        sha.update(watermark.0.to_be_bytes());
+        StateHash(sha.finalize().into())
+    }
+
+    pub(crate) fn add(&mut self, record: &[u8]) {
         let digest = Sha256::digest(record);
         for (i, lane) in self.lanes.iter_mut().enumerate() {
             let word = u64::from_be_bytes(digest[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
