@@ -468,7 +468,7 @@ pub fn pad(d: &mut Vec<u8>, padding: Padding) {
     if padding == Padding::Method2 {
         d.push(0x80);
     }
-    while d.len() % 8 != 0 {
+    while !d.len().is_multiple_of(8) {
         d.push(0);
     }
 }

@@ -266,7 +266,12 @@ pub fn rv_code(rv: RvError) -> (u64, &'static str) {
     table
         .into_iter()
         .find(|(c, _)| matches!(Rv::from(*c), Rv::Error(e) if e == rv))
-        .map(|(c, n)| (c as u64, n))
+        // CK_RV is c_ulong: u64 here, u32 on some targets.
+        .map(|(c, n)| {
+            #[allow(clippy::useless_conversion)]
+            let code = u64::from(c);
+            (code, n)
+        })
         .unwrap_or((u64::MAX, "unlisted CKR code"))
 }
 
@@ -368,7 +373,7 @@ pub fn retail_mac(
     data: &[u8],
 ) -> Result<[u8; 8], (Step, P11Error)> {
     debug_assert!(
-        !data.is_empty() && data.len() % 8 == 0,
+        !data.is_empty() && data.len().is_multiple_of(8),
         "MAC input not padded"
     );
     let split = data.len().saturating_sub(8);
