@@ -7,8 +7,10 @@
 //!
 //! Edges (I/O, tested against real services):
 //! * [`log`]: Kafka in and out, dead letters, the local spool.
+//! * [`link`]: the network link; today the mapping between ISO 8583 messages and decisions.
 
 pub mod decide;
 pub mod ledger;
+pub mod link;
 pub mod log;
 pub mod snapshot;

@@ -1,0 +1,336 @@
+//! Parsed ISO 8583 message → [`Request`], and [`Decision`] → answer message.
+//!
+//! The codec has already checked every field's characters and length against the dialect; here
+//! the *content* rules are checked (a month of 13, DE 6 without DE 51, a reversal without DE 90),
+//! and the first field that fails is named, so the answer can carry DE 39 = 30 and DE 44 = that
+//! field as three digits. Nothing here does I/O or reads a clock.
+
+use bytes::Bytes;
+use iso8583::{Dialect, EncodeError, Message, MessageBuilder, Mti, response_to, tlv};
+
+use crate::decide::{Decision, MessageClass, OriginalData, ReplacementAmounts, Request};
+use crate::ledger::{
+    AmountMinor, CardExpiry, Currency, InstitutionId, PanHash, PanKey, ResponseCode, Stan,
+    TransmissionDateTime,
+};
+
+/// The first field of a request whose content is wrong (DE 44 of the format-error answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldInError(pub u8);
+
+impl std::fmt::Display for FieldInError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "field {} is missing or malformed", self.0)
+    }
+}
+
+/// What a request MTI asks of the authorizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// Decided by the ledger: authorization, advice or reversal.
+    Decide(MessageClass),
+    /// 0800: network management, answered by the session.
+    NetworkManagement,
+}
+
+/// Classifies a request MTI; `None` for anything the authorizer does not answer (responses,
+/// other classes), which the link logs and counts.
+pub fn classify(mti: Mti) -> Option<Inbound> {
+    Some(match mti.as_u16() {
+        100 | 101 => Inbound::Decide(MessageClass::Authorization),
+        120 | 121 => Inbound::Decide(MessageClass::Advice),
+        400 | 401 | 420 | 421 => Inbound::Decide(MessageClass::Reversal),
+        800 => Inbound::NetworkManagement,
+        _ => return None,
+    })
+}
+
+/// The answer's MTI: 0100/0101 → 0110, 0120/0121 → 0130, 0400/0401 → 0410, 0420/0421 → 0430,
+/// 0800 → 0810.
+pub fn response_mti(request: Mti) -> Mti {
+    let v = request.as_u16();
+    Mti::from_u16(v - v % 10 + 10).expect("a request MTI plus 10 stays within 4 digits")
+}
+
+/// The fields an answer copies from its request (`network-dialects.md`).
+pub fn echo_fields(request: Mti) -> &'static [usize] {
+    match request.as_u16() / 100 {
+        1 => &[2, 3, 4, 5, 6, 7, 11, 32, 33, 37, 41, 42, 49, 50, 51, 63],
+        4 => &[2, 3, 4, 7, 11, 32, 33, 37, 41, 49, 90],
+        _ => &[7, 11, 33, 70],
+    }
+}
+
+/// A PAN masked for logs and events: first 6 and last 4 digits, `*` between. Kept on the stack.
+#[derive(Clone, Copy)]
+pub struct MaskedPan {
+    buf: [u8; 19],
+    len: u8,
+}
+
+impl MaskedPan {
+    /// Masks `pan` (12 to 19 digits; anything shorter is masked whole).
+    pub fn of(pan: &str) -> MaskedPan {
+        let p = pan.as_bytes();
+        let len = p.len().min(19);
+        let mut buf = [b'*'; 19];
+        if len >= 10 {
+            buf[..6].copy_from_slice(&p[..6]);
+            buf[len - 4..len].copy_from_slice(&p[len - 4..len]);
+        }
+        MaskedPan {
+            buf,
+            len: len as u8,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.len)])
+            .expect("digits and '*' are ASCII by construction")
+    }
+}
+
+impl std::fmt::Debug for MaskedPan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Fills a [`Request`] from a validated message of class `class`. `masked` must be
+/// `MaskedPan::of(message.pan())`: the request borrows it, so the PAN itself goes no further.
+pub fn request_from_message<'m>(
+    message: &'m Message,
+    class: MessageClass,
+    pan_key: &PanKey,
+    masked: &'m MaskedPan,
+) -> Result<Request<'m>, FieldInError> {
+    let pan = message.pan().ok_or(FieldInError(2))?;
+    let pan_hash = PanHash::of_pan(pan_key, pan.as_bytes()).ok_or(FieldInError(2))?;
+    let transmission = message
+        .numeric(7)
+        .filter(|_| matches!(message.transmission_datetime(), Ok(Some(_))))
+        .map(TransmissionDateTime)
+        .ok_or(FieldInError(7))?;
+    let stan = message.stan().map(Stan).ok_or(FieldInError(11))?;
+    let acquirer = institution(message, 32)?;
+    let forwarder = institution(message, 33)?;
+    let amount_transaction = amount(message, 4)?.ok_or(FieldInError(4))?;
+    let currency_transaction = currency(message, 49)?.ok_or(FieldInError(49))?;
+    let amount_billing = amount(message, 6)?;
+    let currency_billing = currency(message, 51)?;
+    if amount_billing.is_some() && currency_billing.is_none() {
+        return Err(FieldInError(51));
+    }
+    let card_expiry = match message.field(14) {
+        None => None,
+        Some(d) => Some(CardExpiry::parse_yymm(d).ok_or(FieldInError(14))?),
+    };
+    let merchant_category = match message.field(18) {
+        None => None,
+        Some(_) => Some(
+            message
+                .numeric(18)
+                .and_then(|m| u16::try_from(m).ok())
+                .ok_or(FieldInError(18))?,
+        ),
+    };
+    let network_response_code = match class {
+        MessageClass::Advice => Some(
+            message
+                .text(39)
+                .and_then(ResponseCode::parse)
+                .ok_or(FieldInError(39))?,
+        ),
+        _ => None,
+    };
+    let (original, replacement) = match class {
+        MessageClass::Reversal => {
+            let o = message
+                .original_data()
+                .ok()
+                .flatten()
+                .ok_or(FieldInError(90))?;
+            let original = OriginalData {
+                mti: *o.mti.as_bytes(),
+                stan: Stan(o.stan),
+                transmission: TransmissionDateTime(
+                    message
+                        .field(90)
+                        .map(|d| digits(&d[10..20]))
+                        .ok_or(FieldInError(90))?,
+                ),
+                acquirer: InstitutionId(o.acquirer_id),
+                forwarder: InstitutionId(o.forwarding_id),
+            };
+            let replacement = match message.replacement_amounts() {
+                Err(_) => return Err(FieldInError(95)),
+                Ok(None) => None,
+                Ok(Some(r)) => Some(ReplacementAmounts {
+                    transaction: minor(r.transaction_minor, 95)?,
+                    settlement: minor(r.settlement_minor, 95)?,
+                    billing: minor(r.billing_minor, 95)?,
+                }),
+            };
+            (Some(original), replacement)
+        }
+        _ => (None, None),
+    };
+    Ok(Request {
+        class,
+        mti: *message.mti().as_bytes(),
+        pan_hash,
+        pan_masked: masked.as_str(),
+        transmission,
+        stan,
+        acquirer,
+        forwarder,
+        amount_transaction,
+        currency_transaction,
+        amount_billing,
+        currency_billing,
+        card_expiry,
+        merchant_category,
+        network_response_code,
+        original,
+        replacement,
+        retrieval_reference: message.text(37),
+    })
+}
+
+/// Digits already validated by the codec (DE 90 is an `n` field).
+fn digits(d: &[u8]) -> u64 {
+    d.iter()
+        .fold(0u64, |acc, c| acc * 10 + u64::from(c.wrapping_sub(b'0')))
+}
+
+fn institution(message: &Message, n: usize) -> Result<InstitutionId, FieldInError> {
+    match message.field(n) {
+        None => Ok(InstitutionId(0)),
+        Some(_) => message
+            .numeric(n)
+            .map(InstitutionId)
+            .ok_or(FieldInError(n as u8)),
+    }
+}
+
+fn minor(value: u64, field: u8) -> Result<AmountMinor, FieldInError> {
+    i64::try_from(value)
+        .ok()
+        .and_then(AmountMinor::new_non_negative)
+        .ok_or(FieldInError(field))
+}
+
+fn amount(message: &Message, n: usize) -> Result<Option<AmountMinor>, FieldInError> {
+    match message.field(n) {
+        None => Ok(None),
+        Some(_) => {
+            let v = message.numeric(n).ok_or(FieldInError(n as u8))?;
+            minor(v, n as u8).map(Some)
+        }
+    }
+}
+
+fn currency(message: &Message, n: usize) -> Result<Option<Currency>, FieldInError> {
+    match message.text(n) {
+        None => Ok(None),
+        Some(t) => Currency::parse(t).map(Some).ok_or(FieldInError(n as u8)),
+    }
+}
+
+/// DE 55 as (tag, value) pairs, for the HSM's [`hsm::EmvData::from_tags`]. At most 32 tags;
+/// `None` when DE 55 is absent, `Err` when it is not well-formed BER-TLV.
+pub fn icc_tags(message: &Message) -> Option<Result<Vec<(u32, &[u8])>, FieldInError>> {
+    const TAGS_MAX: usize = 32;
+    let reader = message.icc_data()?;
+    let mut tags = Vec::with_capacity(16);
+    for item in reader {
+        match item {
+            Ok(t) if tags.len() < TAGS_MAX => tags.push((t.tag, t.value)),
+            _ => return Some(Err(FieldInError(55))),
+        }
+    }
+    Some(Ok(tags))
+}
+
+/// The answer to a decided request: the echo set, DE 39, DE 38 when approved, DE 44 on a format
+/// error, DE 55 with tag 91 when `issuer_auth_data` (the ARPC) is given.
+pub fn answer(
+    dialect: &Dialect,
+    request: &Message,
+    decision: &Decision,
+    issuer_auth_data: Option<&[u8]>,
+) -> Result<Bytes, EncodeError> {
+    let mti = request.mti();
+    let mut b = response_to(request, response_mti(mti), echo_fields(mti));
+    b.set(39, decision.response_code.0);
+    if let Some(code) = decision.approval_code {
+        b.set(38, code.0);
+    }
+    if let Some(field) = decision.field_in_error {
+        b.set(44, format!("{field:03}"));
+    }
+    if let Some(iad) = issuer_auth_data {
+        let mut w = tlv::Writer::new();
+        w.put(0x91, iad);
+        b.set(55, w.as_bytes());
+    }
+    b.encode(dialect)
+}
+
+/// The answer to a request whose content failed: DE 39 = 30, DE 44 = the field, and whatever of
+/// the echo set the request has.
+pub fn format_error_answer(
+    dialect: &Dialect,
+    request: &Message,
+    field: FieldInError,
+) -> Result<Bytes, EncodeError> {
+    let mti = request.mti();
+    let mut b: MessageBuilder = response_to(request, response_mti(mti), echo_fields(mti));
+    b.set(39, ResponseCode::FORMAT_ERROR.0);
+    b.set(44, format!("{:03}", field.0));
+    b.encode(dialect)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_mtis() {
+        for (req, resp) in [
+            (100, 110),
+            (101, 110),
+            (120, 130),
+            (121, 130),
+            (400, 410),
+            (401, 410),
+            (420, 430),
+            (421, 430),
+            (800, 810),
+        ] {
+            assert_eq!(response_mti(Mti::from_u16(req).unwrap()).as_u16(), resp);
+        }
+    }
+
+    #[test]
+    fn classify_refuses_responses() {
+        assert_eq!(classify(Mti::from_u16(110).unwrap()), None);
+        assert_eq!(
+            classify(Mti::from_u16(421).unwrap()),
+            Some(Inbound::Decide(MessageClass::Reversal))
+        );
+    }
+
+    #[test]
+    fn masked_pan_keeps_first_six_last_four() {
+        assert_eq!(
+            MaskedPan::of("5413330089010434").as_str(),
+            "541333******0434"
+        );
+        assert_eq!(
+            MaskedPan::of("4761739001010010123").as_str(),
+            "476173*********0123"
+        );
+        assert_eq!(MaskedPan::of("123").as_str(), "***");
+    }
+}
