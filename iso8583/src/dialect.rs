@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 
@@ -134,6 +135,9 @@ pub struct Dialect {
     fields: [Option<FieldSpec>; MAX_FIELD + 1],
     /// True when any character anywhere is not ASCII on the wire, so decode must translate.
     translates: bool,
+    /// Identity of this parse (clones share it): a message decoded with a dialect of the same
+    /// id holds values already valid for it, and re-encodes without validating them again.
+    id: u64,
 }
 
 impl fmt::Debug for Dialect {
@@ -354,7 +358,10 @@ impl Dialect {
                 .iter()
                 .flatten()
                 .any(|f| !f.prefix.is_ascii() || (f.format != Format::B && !f.data.is_ascii()));
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Ok(Dialect {
+            id,
             name: file.name,
             mti,
             bitmap,
@@ -386,6 +393,12 @@ impl Dialect {
     #[inline]
     pub fn bitmap_encoding(&self) -> BitmapEncoding {
         self.bitmap
+    }
+
+    /// See the `id` field.
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// True when decoding must translate characters (some charset is not ASCII).

@@ -8,7 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::charset;
+use crate::charset::{self, Charset};
 use crate::dialect::{BitmapEncoding, Dialect, FieldSpec, Format, LengthKind, MAX_FIELD};
 use crate::error::EncodeError;
 use crate::message::{FieldSet, Message, Mti};
@@ -18,6 +18,10 @@ pub(crate) trait FieldSource {
     fn mti(&self) -> Mti;
     fn field_set(&self) -> FieldSet;
     fn value(&self, n: usize) -> &[u8];
+    /// The exact encoded size, when known without measuring.
+    fn trusted_len(&self, _dialect: &Dialect) -> Option<usize> {
+        None
+    }
 }
 
 impl FieldSource for Message {
@@ -30,6 +34,12 @@ impl FieldSource for Message {
     #[inline]
     fn value(&self, n: usize) -> &[u8] {
         self.field(n).unwrap_or_default()
+    }
+    /// Re-encoding in the dialect that decoded it reproduces the frame's length: the wire form
+    /// is canonical (property tests and the fuzz target check it). `Cursor` panics otherwise.
+    #[inline]
+    fn trusted_len(&self, dialect: &Dialect) -> Option<usize> {
+        self.validated_by(dialect).then(|| self.wire_len())
     }
 }
 
@@ -134,7 +144,7 @@ impl MessageBuilder {
         if let Some(n) = self.bad_field {
             return Err(EncodeError::NoSuchField { field: n });
         }
-        encode_new(self, dialect)
+        encode_new(self, dialect, false)
     }
 
     /// Encodes, appending to `out` (e.g. a framing codec's write buffer).
@@ -142,7 +152,7 @@ impl MessageBuilder {
         if let Some(n) = self.bad_field {
             return Err(EncodeError::NoSuchField { field: n });
         }
-        encode_source(self, dialect, out)
+        encode_source(self, dialect, out, false)
     }
 }
 
@@ -163,12 +173,12 @@ impl FieldSource for MessageBuilder {
 impl Message {
     /// Re-encodes this message (in the same or another dialect).
     pub fn encode(&self, dialect: &Dialect) -> Result<Bytes, EncodeError> {
-        encode_new(self, dialect)
+        encode_new(self, dialect, self.validated_by(dialect))
     }
 
     /// Re-encodes, appending to `out`.
     pub fn encode_into(&self, dialect: &Dialect, out: &mut BytesMut) -> Result<(), EncodeError> {
-        encode_source(self, dialect, out)
+        encode_source(self, dialect, out, self.validated_by(dialect))
     }
 
     /// A builder holding a copy of this message.
@@ -231,7 +241,7 @@ fn check_value(n: usize, spec: &FieldSpec, value: &[u8]) -> Result<usize, Encode
             }
             f => (0, f.class_mask()),
         };
-        if let Some(i) = charset::first_invalid(&value[skip..], table, mask) {
+        if let Some(i) = charset::first_invalid_in(&value[skip..], Charset::Ascii, mask) {
             return Err(EncodeError::BadCharset {
                 field,
                 index: i + skip,
@@ -247,50 +257,84 @@ fn check_value(n: usize, spec: &FieldSpec, value: &[u8]) -> Result<usize, Encode
     })
 }
 
-fn put_prefix(out: &mut BytesMut, spec: &FieldSpec, len: usize) {
-    let enc = spec.prefix.encode_table();
-    let d = |v: usize| enc[b'0' as usize + v];
+/// Writes into a buffer that `measure` sized exactly. Slicing past the end would mean `measure`
+/// and `write` disagree: a bug, which panics loudly rather than writing a wrong message.
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    #[inline(always)]
+    fn take(&mut self, len: usize) -> &mut [u8] {
+        let start = self.pos;
+        self.pos += len;
+        &mut self.buf[start..start + len]
+    }
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.take(bytes.len()).copy_from_slice(bytes);
+    }
+}
+
+#[inline(always)]
+fn put_prefix(out: &mut Cursor<'_>, spec: &FieldSpec, len: usize) {
+    // Digits are 0x30-0x39 in ASCII and 0xF0-0xF9 in every EBCDIC code page.
+    let zero = if spec.prefix.is_ascii() { b'0' } else { 0xF0 };
+    let d = |v: usize| zero + v as u8;
     match spec.length {
         LengthKind::Fixed => {}
-        LengthKind::LlVar => out.extend_from_slice(&[d(len / 10 % 10), d(len % 10)]),
-        LengthKind::LllVar => {
-            out.extend_from_slice(&[d(len / 100 % 10), d(len / 10 % 10), d(len % 10)])
-        }
+        LengthKind::LlVar => out.put(&[d(len / 10 % 10), d(len % 10)]),
+        LengthKind::LllVar => out.put(&[d(len / 100 % 10), d(len / 10 % 10), d(len % 10)]),
     }
 }
 
-fn put_value(out: &mut BytesMut, spec: &FieldSpec, value: &[u8], wire_len: usize) {
+#[inline(always)]
+fn put_value(out: &mut Cursor<'_>, spec: &FieldSpec, value: &[u8], wire_len: usize) {
     let pad = wire_len - value.len();
     let data = spec.data;
-    let ascii = spec.format == Format::B || data.is_ascii();
     let enc = data.encode_table();
     if pad > 0 && spec.format == Format::N {
-        out.extend(std::iter::repeat_n(enc[b'0' as usize], pad));
+        out.take(pad).fill(enc[b'0' as usize]);
     }
-    if ascii {
-        out.extend_from_slice(value);
+    let dst = out.take(value.len());
+    if spec.format == Format::B || data.is_ascii() {
+        dst.copy_from_slice(value);
+    } else if spec.format == Format::N {
+        // EBCDIC digits are ASCII digits + 0xC0 in every code page.
+        for (o, &b) in dst.iter_mut().zip(value) {
+            *o = b.wrapping_add(0xC0);
+        }
     } else {
-        out.extend(value.iter().map(|&b| enc[b as usize]));
+        for (o, &b) in dst.iter_mut().zip(value) {
+            *o = enc[b as usize];
+        }
     }
     if pad > 0 && spec.format != Format::N {
-        out.extend(std::iter::repeat_n(enc[b' ' as usize], pad));
+        out.take(pad).fill(enc[b' ' as usize]);
     }
 }
 
-fn put_bitmap(out: &mut BytesMut, dialect: &Dialect, word: u64) {
+fn put_bitmap(out: &mut Cursor<'_>, dialect: &Dialect, word: u64) {
     match dialect.bitmap_encoding() {
-        BitmapEncoding::Binary => out.extend_from_slice(&word.to_be_bytes()),
+        BitmapEncoding::Binary => out.put(&word.to_be_bytes()),
         BitmapEncoding::Hex => {
             let enc = dialect.mti_charset().encode_table();
-            for i in (0..16).rev() {
-                out.extend_from_slice(&[enc[HEX_UPPER[(word >> (i * 4)) as usize & 15] as usize]]);
+            let dst = out.take(16);
+            for (i, o) in dst.iter_mut().enumerate() {
+                *o = enc[HEX_UPPER[(word >> ((15 - i) * 4)) as usize & 15] as usize];
             }
         }
     }
 }
 
-/// Validates every field and returns the exact encoded size.
-fn measure<S: FieldSource>(src: &S, dialect: &Dialect) -> Result<usize, EncodeError> {
+/// Validates every field (unless `trusted`) and returns the exact encoded size.
+#[inline]
+fn measure<S: FieldSource>(
+    src: &S,
+    dialect: &Dialect,
+    trusted: bool,
+) -> Result<usize, EncodeError> {
     let fields = src.field_set();
     let word = match dialect.bitmap_encoding() {
         BitmapEncoding::Binary => 8,
@@ -308,17 +352,39 @@ fn measure<S: FieldSource>(src: &S, dialect: &Dialect) -> Result<usize, EncodeEr
                 field: n as u8,
                 dialect: dialect.name().to_string(),
             })?;
-        size += spec.length.prefix_digits() + check_value(n, spec, src.value(n))?;
+        let wire_len = if trusted {
+            if spec.length == LengthKind::Fixed {
+                spec.max_len as usize
+            } else {
+                src.value(n).len()
+            }
+        } else {
+            check_value(n, spec, src.value(n))?
+        };
+        size += spec.length.prefix_digits() + wire_len;
     }
     Ok(size)
 }
 
 /// Encodes into a buffer of exactly the right size (one allocation; `freeze` adds none).
-pub(crate) fn encode_new<S: FieldSource>(src: &S, dialect: &Dialect) -> Result<Bytes, EncodeError> {
-    let size = measure(src, dialect)?;
-    let mut out = BytesMut::with_capacity(size);
-    write(src, dialect, &mut out);
-    debug_assert_eq!(out.len(), size);
+pub(crate) fn encode_new<S: FieldSource>(
+    src: &S,
+    dialect: &Dialect,
+    trusted: bool,
+) -> Result<Bytes, EncodeError> {
+    let size = match src.trusted_len(dialect) {
+        Some(len) => len,
+        None => measure(src, dialect, trusted)?,
+    };
+    let mut out = BytesMut::zeroed(size);
+    write(
+        src,
+        dialect,
+        &mut Cursor {
+            buf: &mut out,
+            pos: 0,
+        },
+    );
     Ok(out.freeze())
 }
 
@@ -326,20 +392,33 @@ pub(crate) fn encode_source<S: FieldSource>(
     src: &S,
     dialect: &Dialect,
     out: &mut BytesMut,
+    trusted: bool,
 ) -> Result<(), EncodeError> {
     // Validate and size first, so that an error writes nothing and the buffer grows once.
-    let size = measure(src, dialect)?;
-    out.reserve(size);
-    write(src, dialect, out);
+    let size = match src.trusted_len(dialect) {
+        Some(len) => len,
+        None => measure(src, dialect, trusted)?,
+    };
+    let start = out.len();
+    out.resize(start + size, 0);
+    write(
+        src,
+        dialect,
+        &mut Cursor {
+            buf: &mut out[start..],
+            pos: 0,
+        },
+    );
     Ok(())
 }
 
 /// Writes a message `measure` accepted.
-fn write<S: FieldSource>(src: &S, dialect: &Dialect, out: &mut BytesMut) {
+#[inline]
+fn write<S: FieldSource>(src: &S, dialect: &Dialect, out: &mut Cursor<'_>) {
     let fields = src.field_set();
     let mti = src.mti();
     let menc = dialect.mti_charset().encode_table();
-    out.extend_from_slice(&mti.as_bytes().map(|b| menc[b as usize]));
+    out.put(&mti.as_bytes().map(|b| menc[b as usize]));
     let (primary, secondary) = fields.wire_bitmaps();
     put_bitmap(out, dialect, primary);
     if let Some(s) = secondary {
@@ -359,4 +438,5 @@ fn write<S: FieldSource>(src: &S, dialect: &Dialect, out: &mut BytesMut) {
         put_prefix(out, spec, wire_len);
         put_value(out, spec, value, wire_len);
     }
+    debug_assert_eq!(out.pos, out.buf.len());
 }

@@ -145,7 +145,10 @@ impl FieldSet {
     /// Field numbers in ascending order.
     #[inline]
     pub fn iter(&self) -> FieldIter {
-        FieldIter(self.0)
+        FieldIter {
+            hi: (self.0 >> 64) as u64,
+            lo: self.0 as u64,
+        }
     }
     /// Number of fields.
     pub fn len(&self) -> usize {
@@ -157,19 +160,27 @@ impl FieldSet {
     }
 }
 
-/// Iterator over the field numbers of a [`FieldSet`].
-pub struct FieldIter(u128);
+/// Iterator over the field numbers of a [`FieldSet`] (two 64-bit words: cheaper than u128).
+pub struct FieldIter {
+    hi: u64,
+    lo: u64,
+}
 
 impl Iterator for FieldIter {
     type Item = usize;
     #[inline]
     fn next(&mut self) -> Option<usize> {
-        if self.0 == 0 {
-            return None;
+        if self.hi != 0 {
+            let lz = self.hi.leading_zeros() as usize;
+            self.hi &= u64::MAX >> lz >> 1;
+            Some(lz + 1)
+        } else if self.lo != 0 {
+            let lz = self.lo.leading_zeros() as usize;
+            self.lo &= u64::MAX >> lz >> 1;
+            Some(lz + 65)
+        } else {
+            None
         }
-        let lz = self.0.leading_zeros() as usize;
-        self.0 &= !(1u128 << (127 - lz));
-        Some(lz + 1)
     }
 }
 
@@ -189,6 +200,8 @@ pub struct Message {
     translated: Option<Box<[u8]>>,
     mti: Mti,
     fields: FieldSet,
+    /// `Dialect::id` of the dialect that validated the values.
+    dialect_id: u64,
     spans: [Span; MAX_FIELD + 1],
 }
 
@@ -308,14 +321,15 @@ fn parse_field<'a>(input: &'a [u8], spec: &FieldSpec) -> PResult<'a, &'a [u8]> {
         (input, spec.max_len as usize)
     } else {
         let (rest, prefix) = take_exact(input, digits)?;
-        let class = spec.prefix.class_table();
-        let dec = spec.prefix.decode_table();
+        // Digits are 0x30-0x39 in ASCII and 0xF0-0xF9 in every EBCDIC code page.
+        let zero = if spec.prefix.is_ascii() { b'0' } else { 0xF0 };
         let mut len = 0usize;
         for (i, &b) in prefix.iter().enumerate() {
-            if class[b as usize] & charset::DIGIT == 0 {
+            let v = b.wrapping_sub(zero);
+            if v > 9 {
                 return fail(input.len() - i, ErrorKind::BadLengthPrefix { byte: b });
             }
-            len = len * 10 + usize::from(dec[b as usize] - b'0');
+            len = len * 10 + usize::from(v);
         }
         if len > spec.max_len as usize {
             return fail(
@@ -340,12 +354,12 @@ fn parse_field<'a>(input: &'a [u8], spec: &FieldSpec) -> PResult<'a, &'a [u8]> {
     })?;
     if spec.format != Format::B {
         let class = spec.data.class_table();
-        if let Some(i) = charset::first_invalid(value, class, spec.format.class_mask()) {
+        if let Some(i) = charset::first_invalid_in(value, spec.data, spec.format.class_mask()) {
             let sign_ok = spec.format == Format::Xn
                 && i == 0
                 && class[value[0] as usize] & charset::SIGN != 0;
             let bad = if sign_ok {
-                charset::first_invalid(&value[1..], class, charset::DIGIT).map(|j| j + 1)
+                charset::first_invalid_in(&value[1..], spec.data, charset::DIGIT).map(|j| j + 1)
             } else {
                 Some(i)
             };
@@ -445,8 +459,10 @@ impl Message {
                 if let Some(spec) = dialect.field(n) {
                     if spec.format != Format::B {
                         let s = spans[n];
-                        spec.data
-                            .decode_in_place(&mut copy[s.start as usize..s.end as usize]);
+                        spec.data.decode_in_place(
+                            &mut copy[s.start as usize..s.end as usize],
+                            spec.format == Format::N,
+                        );
                     }
                 }
             }
@@ -457,6 +473,7 @@ impl Message {
             translated,
             mti,
             fields,
+            dialect_id: dialect.id(),
             spans,
         })
     }
@@ -507,6 +524,18 @@ impl Message {
     #[inline]
     pub fn text(&self, n: usize) -> Option<&str> {
         self.field(n).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The message's encoded size in the dialect that decoded it (the wire form is canonical).
+    #[inline]
+    pub(crate) fn wire_len(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// True when `dialect` is the one that validated this message's values.
+    #[inline]
+    pub(crate) fn validated_by(&self, dialect: &Dialect) -> bool {
+        self.dialect_id == dialect.id()
     }
 
     /// The frame this message was decoded from.
