@@ -2,13 +2,14 @@
 //!
 //!   cargo bench -p hsm --bench cryptograms              # 50,000 per phase, 1,000,000 long run
 //!   cargo bench -p hsm --bench cryptograms -- 20000 200000
+//!   cargo bench -p hsm --bench cryptograms -- long 0 1000000 60000   # long run only, fresh
 //!
 //! Phases: the raw rate of a minimal call sequence (the same PKCS#11 calls as a visa-cvn18
 //! verification with ARPC, straight on one session: 3 derives, 4 encrypts, 3 destroys), then the
 //! `Pkcs11Verifier` for visa-cvn18 and mc-cvn17 on one session and on a pool of 2 sessions
 //! driven by 2 threads, the raw rate again (the machine is shared: the two raw runs bracket the
 //! noise), what closing sessions does to SoftHSM's memory, and resident memory over the long run
-//! with the module recycled every 200,000 derived objects.
+//! with the module recycled every `recycle_after_objects` derived objects (default 60,000).
 
 use std::sync::Arc;
 use std::thread;
@@ -18,7 +19,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::Attribute;
 use hdrhistogram::Histogram;
 use hsm::emv::{IccMkOption, icc_mk_data, left_twice, tag};
-use hsm::pkcs11::{Pkcs11Verifier, derive_des2, find_token_key, login_user};
+use hsm::pkcs11::{Pkcs11Config, Pkcs11Verifier, derive_des2, find_token_key, login_user};
 use hsm::testing::{TEST_IMK_LABEL, TEST_USER_PIN, TestToken, test_key_sets};
 use hsm::{ArqcOutcome, AuthorisationResponse, CardData, CryptogramVerifier, EmvData, KeySetId};
 
@@ -192,16 +193,26 @@ fn ours(v: &Arc<Pkcs11Verifier>, name: &str, visa: bool, threads: u64, n: u64) -
 }
 
 fn main() {
+    let long_only = std::env::args().any(|a| a == "long");
     let args: Vec<u64> = std::env::args()
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
     let n = args.first().copied().unwrap_or(50_000);
     let long = args.get(1).copied().unwrap_or(1_000_000);
-    println!("SoftHSM2 benchmark (shared 2-core machine: figures are noisy), {n} per phase");
+    let recycle_after = args
+        .get(2)
+        .copied()
+        .unwrap_or(Pkcs11Config::DEFAULT_RECYCLE_AFTER_OBJECTS);
 
     let token = TestToken::with_test_keys();
     let module = token.module().clone();
+    if long_only {
+        println!("SoftHSM2 long run only, fresh process (shared 2-core machine)");
+        long_run(&token, long, recycle_after);
+        return;
+    }
+    println!("SoftHSM2 benchmark (shared 2-core machine: figures are noisy), {n} per phase");
     let mut one = token.config(test_key_sets());
     one.recycle_after_objects = u64::MAX; // phases recycle between themselves
     let single = Arc::new(Pkcs11Verifier::new(one.clone()).unwrap());
@@ -291,10 +302,17 @@ fn main() {
         pause.as_millis()
     );
     drop(exp);
+    long_run(&token, long, recycle_after);
+}
 
-    // The long run, recycling as configured for production.
+/// Resident memory over `long` verifications with ARPC, recycling at `recycle_after` objects.
+fn long_run(token: &TestToken, long: u64, recycle_after: u64) {
+    let module = token.module().clone();
+    let ks = KeySetId("visa-cvn18".into());
+    let card = CardData::new("1234567890123456", 0).unwrap();
+    let e = emv(true);
     let mut prod = token.config(test_key_sets());
-    prod.recycle_after_objects = 200_000;
+    prod.recycle_after_objects = recycle_after;
     let v = Arc::new(Pkcs11Verifier::new(prod).unwrap());
     let recycles0 = module.recycles();
     let rss_start = vm_rss_kb();
@@ -310,7 +328,12 @@ fn main() {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    report("long run visa-cvn18, recycle at 200k", long, secs, &hist);
+    report(
+        &format!("long run visa-cvn18, recycle at {recycle_after}"),
+        long,
+        secs,
+        &hist,
+    );
     println!(
         "long run: VmRSS before {rss_start} kB, every tenth: {series:?} kB, after {} kB; {} recycles; p99.9 {} µs",
         vm_rss_kb(),

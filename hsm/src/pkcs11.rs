@@ -592,7 +592,7 @@ impl std::fmt::Debug for Pkcs11Config {
 }
 
 impl Pkcs11Config {
-    pub const DEFAULT_RECYCLE_AFTER_OBJECTS: u64 = 200_000;
+    pub const DEFAULT_RECYCLE_AFTER_OBJECTS: u64 = 60_000;
 
     /// Reads the PIN from a file (first line, trailing newline removed).
     pub fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, HsmError> {
@@ -932,7 +932,9 @@ impl CryptogramVerifier for Pkcs11Verifier {
                 ArqcOutcome::Rejected
             }
         };
-        inner.module.recycle_if_due()?;
+        // The operation is done: a failed recycle must not lose its result. The library's state
+        // then shows in the next operation's error (CKR_CRYPTOKI_NOT_INITIALIZED at the latest).
+        let _ = inner.module.recycle_if_due();
         Ok(outcome)
     }
 }
@@ -983,7 +985,9 @@ impl ArpcStep for Pkcs11Pending {
             r.map_err(|(step, e)| p11_error(&label, step, e))
         };
         drop(lease);
-        inner.module.recycle_if_due()?;
+        // The operation is done: a failed recycle must not lose its result. The library's state
+        // then shows in the next operation's error (CKR_CRYPTOKI_NOT_INITIALIZED at the latest).
+        let _ = inner.module.recycle_if_due();
         result
     }
 }

@@ -213,3 +213,32 @@ fn unknown_key_set_and_missing_key_are_named() {
         "{text}"
     );
 }
+
+#[test]
+fn a_caller_waits_at_most_the_timeout_for_a_session() {
+    let token = TestToken::with_test_keys();
+    let mut config = token.config(test_key_sets());
+    config.pool_size = 1;
+    config.op_timeout = std::time::Duration::from_millis(50);
+    let verifier = Pkcs11Verifier::new(config).unwrap();
+    let card = CardData::new("1234567890123456", 0).unwrap();
+    let ks = KeySetId("mc-cvn17".into());
+    // The pending ARPC holds the only session.
+    let held = verifier
+        .verify_arqc(&ks, &card, &emv_for(&VECTORS[3], false))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = verifier
+        .verify_arqc(&ks, &card, &emv_for(&VECTORS[3], false))
+        .err()
+        .unwrap();
+    assert!(matches!(err, hsm::HsmError::Timeout { .. }), "{err}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+    drop(held);
+    assert!(
+        verifier
+            .verify_arqc(&ks, &card, &emv_for(&VECTORS[3], false))
+            .unwrap()
+            .is_verified()
+    );
+}
