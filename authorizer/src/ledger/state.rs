@@ -725,7 +725,7 @@ impl State {
                 self.unlink_hold(hold.account, e.hold_id);
                 hold.account = account;
                 if before.is_some() {
-                    self.accounts[account.0 as usize].holds.push(e.hold_id);
+                    link_hold(&mut self.accounts[account.0 as usize].holds, e.hold_id);
                 }
             }
         }
@@ -774,7 +774,7 @@ impl State {
             });
         }
         if before.is_none() {
-            self.accounts[hold.account.0 as usize].holds.push(e.hold_id);
+            link_hold(&mut self.accounts[hold.account.0 as usize].holds, e.hold_id);
             self.hold_retirement
                 .push(Reverse((hold.retain_until(), e.hold_id)));
         }
@@ -1023,7 +1023,7 @@ impl State {
             .intern_account(account_id)
             .map_err(|_| "too many accounts")?;
         hold.account = account;
-        self.accounts[account.0 as usize].holds.push(hold_id);
+        link_hold(&mut self.accounts[account.0 as usize].holds, hold_id);
         self.hold_retirement
             .push(Reverse((hold.retain_until(), hold_id)));
         self.holds.insert(hold_id, hold);
@@ -1078,6 +1078,15 @@ pub(crate) struct RestoredCard<'a> {
     pub status: CardStatus,
     pub key_set: &'a str,
     pub last4: [u8; 4],
+}
+
+/// Adds a hold to an account's list. Most accounts hold one or two at a time: the first push
+/// allocates room for exactly one (16 bytes) instead of `Vec`'s default four.
+fn link_hold(holds: &mut Vec<HoldId>, hold_id: HoldId) {
+    if holds.capacity() == 0 {
+        holds.reserve_exact(1);
+    }
+    holds.push(hold_id);
 }
 
 fn put_text(b: &mut Vec<u8>, text: &str) {

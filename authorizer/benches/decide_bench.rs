@@ -1,0 +1,106 @@
+//! Decision benchmark (a bench binary printing figures): decisions per second on one thread with
+//! 1,000,000 accounts and cards.
+//!
+//! Run: `cargo bench -p authorizer --bench decide_bench`
+
+#[path = "ledger_support/mod.rs"]
+mod support;
+
+use std::time::Instant;
+
+use authorizer::decide::{Cryptogram, DecideConfig, Facts, MessageClass, Request, decide};
+use authorizer::ledger::{
+    AmountMinor, Currency, Event, InstitutionId, LedgerConfig, Stan, State, TransmissionDateTime,
+    UnixSeconds,
+};
+
+const N: u64 = 1_000_000;
+
+fn request(i: u64) -> Request<'static> {
+    // A cheap deterministic scramble so that lookups jump around the maps.
+    let card = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % N;
+    Request {
+        class: MessageClass::Authorization,
+        mti: *b"0100",
+        pan_hash: support::pan_hash(card),
+        pan_masked: "541333******0010",
+        transmission: TransmissionDateTime(1_122_101_500),
+        stan: Stan((i % 1_000_000) as u32),
+        acquirer: InstitutionId(12345 + i / 1_000_000),
+        forwarder: InstitutionId(0),
+        amount_transaction: AmountMinor::new(1_000).unwrap(),
+        currency_transaction: Currency::new(986).unwrap(),
+        amount_billing: None,
+        currency_billing: None,
+        card_expiry: None,
+        merchant_category: Some(5812),
+        network_response_code: None,
+        original: None,
+        replacement: None,
+        retrieval_reference: None,
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let mut state = State::new(LedgerConfig::default());
+    let started = Instant::now();
+    support::build(&mut state, N, 100_000_000);
+    println!(
+        "built {N} accounts and cards in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let config = DecideConfig::new("auth-a");
+    config.validate().unwrap();
+    let facts = Facts {
+        cryptogram: Cryptogram::Absent,
+    };
+    let now = UnixSeconds(support::NOW_S + 5);
+    let requests: Vec<Request<'static>> = (0..2 * N).map(request).collect();
+
+    // 1. decide only (the state does not change: every request is a fresh approval).
+    let started = Instant::now();
+    let mut approved = 0u64;
+    for r in &requests {
+        let d = decide(&state, r, &facts, &config, now);
+        approved += u64::from(d.response_code.is_approved());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "decide only: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved)",
+        requests.len(),
+        requests.len() as f64 / elapsed
+    );
+
+    // 2. decide and apply the event (what the ledger thread does): every approval holds.
+    let started = Instant::now();
+    let mut approved = 0u64;
+    for r in &requests {
+        let d = decide(&state, r, &facts, &config, now);
+        approved += u64::from(d.response_code.is_approved());
+        if let Some(event) = d.event {
+            state.apply(&Event::Authorization(event)).unwrap();
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "decide + apply: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved, {} holds)",
+        requests.len(),
+        requests.len() as f64 / elapsed,
+        state.counts().holds
+    );
+
+    // 3. repeats of decided requests (found through the hold id).
+    let started = Instant::now();
+    let mut repeats = 0u64;
+    for r in &requests[..N as usize] {
+        repeats += u64::from(decide(&state, r, &facts, &config, now).repeat);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "repeats: {N} in {elapsed:.3} s = {:.0} decisions/s ({repeats} repeats)",
+        N as f64 / elapsed
+    );
+}

@@ -1,0 +1,152 @@
+//! Ledger benchmarks (a bench binary printing figures):
+//! * events applied per second from JSON bytes (mix of the four kinds a replica reads);
+//! * bytes of memory per account, per card and per hold (counting allocator).
+//!
+//! Run: `cargo bench -p authorizer --bench ledger_bench`
+
+#[path = "ledger_support/mod.rs"]
+mod support;
+
+use std::time::Instant;
+
+use authorizer::ledger::{LedgerConfig, Source, State};
+
+#[global_allocator]
+static ALLOCATOR: support::Counting = support::Counting;
+
+fn memory() {
+    const N: u64 = 1_000_000;
+    // The dedup window is replica-local bookkeeping, measured separately.
+    let mut state = State::new(LedgerConfig {
+        dedup_window_events: 1,
+    });
+    let (base, base_allocs) = support::live();
+    for i in 0..N {
+        state.apply(&support::account_event(i, 1_000_000)).unwrap();
+    }
+    let (after_accounts, after_accounts_allocs) = support::live();
+    for i in 0..N {
+        state.apply(&support::card_event(i)).unwrap();
+    }
+    let (after_cards, after_cards_allocs) = support::live();
+    for i in 0..N {
+        state.apply(&support::hold_event(i, i)).unwrap();
+    }
+    let (after_holds, after_holds_allocs) = support::live();
+    let per = |bytes: i64, allocs: i64| (bytes as f64 / N as f64, allocs as f64 / N as f64);
+    let (a, aa) = per(after_accounts - base, after_accounts_allocs - base_allocs);
+    let (c, ca) = per(
+        after_cards - after_accounts,
+        after_cards_allocs - after_accounts_allocs,
+    );
+    let (h, ha) = per(
+        after_holds - after_cards,
+        after_holds_allocs - after_cards_allocs,
+    );
+    println!("memory, {N} each (heap bytes requested; allocations per item in brackets):");
+    println!("  per account: {a:.1} bytes [{aa:.2} allocations]");
+    println!("  per card:    {c:.1} bytes [{ca:.2} allocations]");
+    println!("  per hold:    {h:.1} bytes [{ha:.2} allocations] (first hold of an account)");
+    let counts = state.counts();
+    assert_eq!((counts.accounts, counts.cards, counts.holds), (N, N, N));
+    let mut window = State::new(LedgerConfig::default());
+    let (before_window, _) = support::live();
+    for i in 0..(1u64 << 20) {
+        window
+            .apply(&support::account_event(i % 16, i as i64))
+            .unwrap();
+    }
+    let (after_window, _) = support::live();
+    println!(
+        "  dedup window ({} event ids, 16 accounts): {:.1} MiB",
+        window.counts().dedup_window,
+        (after_window - before_window) as f64 / 1048576.0
+    );
+}
+
+fn apply_json() {
+    const ACCOUNTS: u64 = 100_000;
+    const EVENTS: u64 = 1_000_000;
+    let mut state = State::new(LedgerConfig::default());
+    support::build(&mut state, ACCOUNTS, 1_000_000);
+    // A mix: 50% hold.placed, 20% hold.released, 20% account.upserted, 10% card.upserted.
+    let mut payloads: Vec<(Source, Vec<u8>)> = Vec::with_capacity(EVENTS as usize);
+    for i in 0..EVENTS {
+        let account = i % ACCOUNTS;
+        let (source, json) = match i % 10 {
+            0..=4 => {
+                let authorizer::ledger::Event::Authorization(e) = support::hold_event(i, account) else { unreachable!() };
+                (Source::Authorizations, e.to_json())
+            }
+            5 | 6 => {
+                let authorizer::ledger::Event::Authorization(mut e) = support::hold_event(i - 5, (i - 5) % ACCOUNTS) else { unreachable!() };
+                e.kind = authorizer::ledger::AuthorizationKind::HoldReleased;
+                e.event_id = format!("r-{i}").into();
+                e.remaining_minor = Some(authorizer::ledger::AmountMinor::ZERO);
+                e.expires_at = None;
+                (Source::Authorizations, e.to_json())
+            }
+            7 | 8 => (
+                Source::AccountUpdates,
+                format!(
+                    r#"{{"schema":1,"type":"account.upserted","event_id":"{:08x}-1111-4222-8333-{:012x}","at":"2026-11-22T10:15:00Z","account_id":"acc-{account:08}","version":{},"status":"open","currency":"986","credit_limit":500000,"posted_balance":{},"cleared_holds":[]}}"#,
+                    i, i, 2 + i / ACCOUNTS, i % 1000
+                )
+                .into_bytes(),
+            ),
+            _ => (
+                Source::AccountUpdates,
+                format!(
+                    r#"{{"schema":1,"type":"card.upserted","event_id":"{:08x}-2222-4222-8333-{:012x}","at":"2026-11-22T10:15:00Z","account_id":"acc-{account:08}","card_id":"card-{account:08}","version":{},"pan_hash":"{}","pan_last4":"0010","expiry":"2811","psn":"01","status":"active","key_set":"mc-cvn17-1"}}"#,
+                    i, i, 2 + i / ACCOUNTS, hex::encode(support::pan_hash(account).0)
+                )
+                .into_bytes(),
+            ),
+        };
+        payloads.push((source, json));
+    }
+    let bytes: usize = payloads.iter().map(|(_, p)| p.len()).sum();
+    let started = Instant::now();
+    let mut parsed = 0u64;
+    for (source, payload) in &payloads {
+        parsed += u64::from(authorizer::ledger::Event::parse(*source, payload).is_ok());
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "parse only: {parsed} events in {:.3} s = {:.0} events/s",
+        elapsed.as_secs_f64(),
+        EVENTS as f64 / elapsed.as_secs_f64()
+    );
+    let (_, allocs_before) = support::live();
+    let started = Instant::now();
+    let mut changed = 0u64;
+    for (source, payload) in &payloads {
+        if state.apply_json(*source, payload).unwrap() == authorizer::ledger::Applied::Changed {
+            changed += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    let (_, allocs_after) = support::live();
+    println!(
+        "apply_json: {EVENTS} events ({:.0} bytes avg, {changed} changed) in {:.3} s = {:.0} events/s; net live allocations {}",
+        bytes as f64 / EVENTS as f64,
+        elapsed.as_secs_f64(),
+        EVENTS as f64 / elapsed.as_secs_f64(),
+        allocs_after - allocs_before
+    );
+    let started = Instant::now();
+    let hash = state.state_hash();
+    println!(
+        "state_hash over {:?}: {:.3} s ({hash})",
+        state.counts(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    memory();
+    apply_json();
+}
