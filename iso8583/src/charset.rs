@@ -222,7 +222,8 @@ fn all_printable(bytes: &[u8]) -> bool {
         bytes,
         |x| {
             let less = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
-            let more = (x.wrapping_add(ONES * (127 - 0x7E)) | x) & HIGHS;
+            // 127 - 0x7E = 1: adding 1 to each byte sets the high bit of 0x7F and up.
+            let more = (x.wrapping_add(ONES) | x) & HIGHS;
             less | more == 0
         },
         |b| (0x20..=0x7E).contains(&b),
@@ -246,7 +247,7 @@ fn all_alnum_space(bytes: &[u8]) -> bool {
 
 /// Index of the first wire byte in charset `cs` whose class lacks `mask`, with arithmetic fast
 /// paths for the classes that are byte ranges (ASCII formats, EBCDIC digits F0-F9).
-#[inline]
+#[inline(always)]
 pub(crate) fn first_invalid_in(bytes: &[u8], cs: Charset, mask: u8) -> Option<usize> {
     let all_ok = match (cs.is_ascii(), mask) {
         (true, DIGIT) => all_digits(bytes, 0x3),

@@ -346,12 +346,11 @@ impl Dialect {
                 prefix,
             });
         }
-        if base.is_none() {
-            if let Some(n) = (2..=MAX_FIELD)
+        if base.is_none()
+            && let Some(n) = (2..=MAX_FIELD)
                 .find(|&n| fields[n].is_none() && !file.fields.contains_key(&n.to_string()))
-            {
-                return Err(DialectError::MissingField(n));
-            }
+        {
+            return Err(DialectError::MissingField(n));
         }
         let translates = !mti.is_ascii()
             || fields

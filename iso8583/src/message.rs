@@ -456,14 +456,14 @@ impl Message {
             let mut copy: Box<[u8]> = Box::from(input);
             for n in fields.iter() {
                 // Every field in `fields` was defined above.
-                if let Some(spec) = dialect.field(n) {
-                    if spec.format != Format::B {
-                        let s = spans[n];
-                        spec.data.decode_in_place(
-                            &mut copy[s.start as usize..s.end as usize],
-                            spec.format == Format::N,
-                        );
-                    }
+                if let Some(spec) = dialect.field(n)
+                    && spec.format != Format::B
+                {
+                    let s = spans[n];
+                    spec.data.decode_in_place(
+                        &mut copy[s.start as usize..s.end as usize],
+                        spec.format == Format::N,
+                    );
                 }
             }
             copy

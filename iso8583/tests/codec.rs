@@ -726,3 +726,29 @@ fn debug_never_shows_values() {
     assert!(!s.contains("5413"), "{s}");
     assert!(s.contains("[2, 3, 4, 11]"), "{s}");
 }
+
+#[test]
+fn documented_example_dialect_file_works() {
+    let doc = include_str!("../../docs/dialect-file.md");
+    let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+    let text = &doc[start..start + doc[start..].find("```").unwrap()];
+    let d = Dialect::from_toml_str(text).unwrap();
+    assert_eq!(d.name(), "mybank-switch");
+    assert_eq!(d.mti_charset(), Charset::Cp500);
+    assert_eq!(d.bitmap_encoding(), iso8583::BitmapEncoding::Hex);
+    assert_eq!(d.field(48).unwrap().max_len, 500);
+    assert_eq!(d.field(55).unwrap().prefix, Charset::Ascii);
+    assert_eq!(d.field(55).unwrap().data, Charset::Cp500);
+    assert_eq!(d.field(112).unwrap().length, LengthKind::LllVar);
+    assert!(d.field(127).is_none());
+    let mut b = MessageBuilder::new(mti(100));
+    b.set(2, "5413330089010012")
+        .set(55, [0x9F, 0x26, 0x00])
+        .set(112, "private");
+    let bytes = b.encode(&d).unwrap();
+    assert_eq!(&bytes[..4], &[0xF0, 0xF1, 0xF0, 0xF0]);
+    assert_eq!(bytes[4], 0xC3, "hex bitmap 'C' in EBCDIC: bits 1 and 2");
+    let m = decode(&d, &bytes).unwrap();
+    assert_eq!(m.pan(), Some("5413330089010012"));
+    assert_eq!(m.text(112), Some("private"));
+}
