@@ -122,7 +122,7 @@ pub struct FieldSpec {
 }
 
 /// A complete wire dialect. Cheap to clone (about 1 KiB, no heap but the name).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Dialect {
     name: String,
     mti: Charset,
@@ -139,6 +139,20 @@ pub struct Dialect {
     /// id holds values already valid for it, and re-encodes without validating them again.
     id: u64,
 }
+
+impl PartialEq for Dialect {
+    /// Same settings and field table (the parse identity is not compared).
+    fn eq(&self, other: &Dialect) -> bool {
+        self.name == other.name
+            && self.mti == other.mti
+            && self.bitmap == other.bitmap
+            && self.data == other.data
+            && self.prefix == other.prefix
+            && self.fields == other.fields
+    }
+}
+
+impl Eq for Dialect {}
 
 impl fmt::Debug for Dialect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

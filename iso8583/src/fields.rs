@@ -144,7 +144,10 @@ impl Message {
 
     /// DE 3.
     pub fn processing_code(&self) -> Option<ProcessingCode> {
-        let d = self.field(3).filter(|d| d.len() == 6)?;
+        // A dialect file may redefine DE 3, so digits are checked, not assumed.
+        let d = self
+            .field(3)
+            .filter(|d| d.len() == 6 && d.iter().all(u8::is_ascii_digit))?;
         Some(ProcessingCode {
             transaction_type: two(&d[0..2]),
             from_account: two(&d[2..4]),
@@ -209,7 +212,9 @@ impl Message {
 
     /// DE 22.
     pub fn pos_entry_mode(&self) -> Option<PosEntryMode> {
-        let d = self.field(22).filter(|d| d.len() == 3)?;
+        let d = self
+            .field(22)
+            .filter(|d| d.len() == 3 && d.iter().all(u8::is_ascii_digit))?;
         Some(PosEntryMode {
             pan_entry: two(&d[0..2]),
             pin_capability: d[2] - b'0',

@@ -195,9 +195,13 @@ fn put_len(buf: &mut Vec<u8>, len: usize) {
         0..=0x7F => buf.push(len as u8),
         0x80..=0xFF => buf.extend_from_slice(&[0x81, len as u8]),
         0x100..=0xFFFF => buf.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]),
+        0x1_0000..=0xFF_FFFF => {
+            buf.extend_from_slice(&[0x83, (len >> 16) as u8, (len >> 8) as u8, len as u8])
+        }
         _ => {
-            let l = (len as u32).to_be_bytes();
-            buf.extend_from_slice(&[0x83, l[1], l[2], l[3]]);
+            // Values over 4 GiB cannot exist in a message; saturate rather than wrap.
+            let l = u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
+            buf.extend_from_slice(&[0x84, l[0], l[1], l[2], l[3]]);
         }
     }
 }
