@@ -46,7 +46,7 @@ use super::event::{
 use super::types::{
     AMOUNT_MINOR_MAX, AccountIndex, AccountStatus, AmountMinor, CardExpiry, CardStatus, Currency,
     EventKey, HoldId, OpenToBuy, PanHash, PanHashBuildHasher, PanSequence, ResponseCode,
-    UnixSeconds, Version,
+    TextBuildHasher, UnixSeconds, Version,
 };
 
 /// How long a hold record (approval, advice, reversal, decline) is kept after the DE 7 of its
@@ -351,11 +351,11 @@ impl DedupWindow {
 pub struct State {
     config: LedgerConfig,
     pub(crate) accounts: Vec<Account>,
-    account_index: HashMap<Box<str>, AccountIndex>,
+    account_index: HashMap<Box<str>, AccountIndex, TextBuildHasher>,
     pub(crate) cards: HashMap<PanHash, Card, PanHashBuildHasher>,
     card_id_arena: Vec<u8>,
     pub(crate) key_sets: Vec<Box<str>>,
-    key_set_index: HashMap<Box<str>, u16>,
+    key_set_index: HashMap<Box<str>, u16, TextBuildHasher>,
     pub(crate) holds: HashMap<HoldId, Hold, PanHashBuildHasher>,
     hold_retirement: BinaryHeap<Reverse<(UnixSeconds, HoldId)>>,
     pub(crate) cleared: HashMap<HoldId, Cleared, PanHashBuildHasher>,
@@ -371,11 +371,11 @@ impl State {
         State {
             config,
             accounts: Vec::new(),
-            account_index: HashMap::new(),
+            account_index: HashMap::default(),
             cards: HashMap::default(),
             card_id_arena: Vec::new(),
             key_sets: Vec::new(),
-            key_set_index: HashMap::new(),
+            key_set_index: HashMap::default(),
             holds: HashMap::default(),
             hold_retirement: BinaryHeap::new(),
             cleared: HashMap::default(),
@@ -959,6 +959,7 @@ impl State {
     pub(crate) fn restore_account(
         &mut self,
         account: RestoredAccount<'_>,
+        check: &mut RecordCheck<'_>,
     ) -> Result<(), &'static str> {
         if self.account_index.contains_key(account.id) {
             return Err("duplicate account record");
@@ -975,10 +976,16 @@ impl State {
         if slot.is_placeholder() {
             return Err("account record with status unknown");
         }
-        Ok(())
+        check.scratch.clear();
+        self.account_record(&self.accounts[index.0 as usize], check.scratch);
+        check.verify()
     }
 
-    pub(crate) fn restore_card(&mut self, card: RestoredCard<'_>) -> Result<(), &'static str> {
+    pub(crate) fn restore_card(
+        &mut self,
+        card: RestoredCard<'_>,
+        check: &mut RecordCheck<'_>,
+    ) -> Result<(), &'static str> {
         if self.cards.contains_key(&card.pan_hash) {
             return Err("duplicate card record");
         }
@@ -991,20 +998,20 @@ impl State {
         let card_id = self
             .store_card_id(card.card_id)
             .map_err(|_| "card id too long")?;
-        self.cards.insert(
-            card.pan_hash,
-            Card {
-                account,
-                card_id,
-                status: card.status,
-                psn: card.psn,
-                key_set,
-                expiry: card.expiry,
-                last4: card.last4,
-                version: card.version,
-            },
-        );
-        Ok(())
+        let stored = Card {
+            account,
+            card_id,
+            status: card.status,
+            psn: card.psn,
+            key_set,
+            expiry: card.expiry,
+            last4: card.last4,
+            version: card.version,
+        };
+        self.cards.insert(card.pan_hash, stored);
+        check.scratch.clear();
+        self.card_record(&card.pan_hash, &stored, check.scratch);
+        check.verify()
     }
 
     pub(crate) fn restore_hold(
@@ -1012,6 +1019,7 @@ impl State {
         hold_id: HoldId,
         account_id: &str,
         mut hold: Hold,
+        check: &mut RecordCheck<'_>,
     ) -> Result<(), &'static str> {
         if self.holds.contains_key(&hold_id) {
             return Err("duplicate hold record");
@@ -1027,7 +1035,9 @@ impl State {
         self.hold_retirement
             .push(Reverse((hold.retain_until(), hold_id)));
         self.holds.insert(hold_id, hold);
-        Ok(())
+        check.scratch.clear();
+        self.hold_record(&hold_id, &hold, check.scratch);
+        check.verify()
     }
 
     pub(crate) fn restore_cleared(
@@ -1035,6 +1045,7 @@ impl State {
         hold_id: HoldId,
         account_id: &str,
         retain_until: UnixSeconds,
+        check: &mut RecordCheck<'_>,
     ) -> Result<(), &'static str> {
         if self.cleared.contains_key(&hold_id) {
             return Err("duplicate cleared marker");
@@ -1042,20 +1053,38 @@ impl State {
         let account = self
             .intern_account(account_id)
             .map_err(|_| "too many accounts")?;
-        self.cleared.insert(
-            hold_id,
-            Cleared {
-                account,
-                retain_until,
-            },
-        );
+        let marker = Cleared {
+            account,
+            retain_until,
+        };
+        self.cleared.insert(hold_id, marker);
         self.cleared_retirement
             .push(Reverse((retain_until, hold_id)));
-        Ok(())
+        check.scratch.clear();
+        self.cleared_record(&hold_id, &marker, check.scratch);
+        check.verify()
     }
 
     pub(crate) fn restore_watermark(&mut self, watermark: UnixSeconds) {
         self.watermark = watermark;
+    }
+}
+
+/// The record a snapshot entity was restored from, and a scratch buffer: the restored entity is
+/// encoded again and must give the same bytes (this proves the decoder and the restore lost
+/// nothing, while the entity is still in cache; the bytes read are what the state hash covers).
+pub(crate) struct RecordCheck<'a> {
+    pub record: &'a [u8],
+    pub scratch: &'a mut Vec<u8>,
+}
+
+impl RecordCheck<'_> {
+    fn verify(&self) -> Result<(), &'static str> {
+        if self.scratch.as_slice() == self.record {
+            Ok(())
+        } else {
+            Err("the restored entity does not encode back to its record")
+        }
     }
 }
 

@@ -216,6 +216,33 @@ impl std::hash::Hasher for UniformHasher {
     }
 }
 
+/// A fast hasher for ids the cloud chooses (account ids, key-set names): FxHash-style, 8 bytes
+/// per multiply. Not for text an outsider controls (no HashDoS resistance); the cloud is trusted.
+#[derive(Default, Clone, Copy)]
+pub struct TextHasher(u64);
+
+impl std::hash::Hasher for TextHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(tail) ^ (rest.len() as u64) << 59)
+            .wrapping_mul(K);
+    }
+}
+
+/// `BuildHasher` for [`TextHasher`].
+pub type TextBuildHasher = std::hash::BuildHasherDefault<TextHasher>;
+
 /// `BuildHasher` for [`UniformHasher`].
 pub type PanHashBuildHasher = std::hash::BuildHasherDefault<UniformHasher>;
 
