@@ -57,16 +57,27 @@ struct KafkaArgs {
     /// client.id sent to the broker.
     #[arg(long, default_value = "authorizer-tool")]
     client_id: String,
+    /// Extra librdkafka property, `name=value` (repeatable), e.g. security settings or
+    /// `max.partition.fetch.bytes=8388608`.
+    #[arg(long = "kafka-property", value_name = "NAME=VALUE")]
+    kafka_properties: Vec<String>,
 }
 
 impl KafkaArgs {
-    fn config(&self) -> KafkaConfig {
+    fn config(&self) -> Result<KafkaConfig, String> {
         let mut c = KafkaConfig::new(&self.brokers);
+        for p in &self.kafka_properties {
+            let (name, value) = p
+                .split_once('=')
+                .ok_or_else(|| format!("--kafka-property {p:?} is not name=value"))?;
+            c.extra
+                .push((name.trim().to_owned(), value.trim().to_owned()));
+        }
         c.account_updates_topic = self.account_updates_topic.clone();
         c.authorizations_topic = self.authorizations_topic.clone();
         c.dead_letter_topic = self.dead_letter_topic.clone();
         c.client_id = self.client_id.clone();
-        c
+        Ok(c)
     }
 }
 
@@ -147,7 +158,7 @@ fn parse_offsets(text: &str) -> Result<Offsets, String> {
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
-    let kafka = args.kafka.config();
+    let kafka = args.kafka.config()?;
     let mut opts = ReplayOptions::from_beginning(&kafka);
     opts.dead_letters_keep_max = args.show_rejected;
     match (&args.offsets, args.from_beginning) {
@@ -181,8 +192,8 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
     let _ = writeln!(out, "duplicates_skipped={}", p.duplicates);
     let _ = writeln!(
         out,
-        "apply_elapsed_s={:.3}",
-        report.apply_elapsed.as_secs_f64()
+        "replay_elapsed_s={:.3}",
+        report.replay_elapsed.as_secs_f64()
     );
     let _ = writeln!(
         out,
@@ -232,7 +243,7 @@ fn outbound(line: &str) -> Result<Outbound, String> {
 }
 
 fn publish(args: PublishArgs) -> Result<ExitCode, String> {
-    let kafka = args.kafka.config();
+    let kafka = args.kafka.config()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

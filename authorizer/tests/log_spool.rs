@@ -16,8 +16,9 @@ use authorizer::log::{
 use log_support::*;
 
 const BUDGET: Duration = Duration::from_millis(300);
-/// Slack over the budget for the spool's fsync and a busy 2-core machine.
-const FSYNC_SLACK: Duration = Duration::from_millis(250);
+/// Slack over the budget for the spool's fsync on a busy shared 2-core CI machine (the publisher
+/// keeps 50 ms of the budget for it; measured worst answers are printed).
+const FSYNC_SLACK: Duration = Duration::from_millis(500);
 
 fn own_broker(
     rt: &tokio::runtime::Runtime,

@@ -77,30 +77,39 @@ impl Applier {
         dead_letters: DeadLetters,
         metrics: Arc<LogMetrics>,
     ) -> Applier {
+        Applier::for_partitions(
+            &consumer.topics,
+            &consumer.start_offsets,
+            &consumer.start_high_watermarks,
+            dead_letters,
+            metrics,
+        )
+    }
+
+    /// An applier for the partitions of `start_offsets` (topics with roles in `topics`); ready
+    /// once each reaches its entry in `high_watermarks`.
+    pub fn for_partitions(
+        topics: &[(TopicRole, String)],
+        start_offsets: &Offsets,
+        high_watermarks: &Offsets,
+        dead_letters: DeadLetters,
+        metrics: Arc<LogMetrics>,
+    ) -> Applier {
         let mut slots = BTreeMap::new();
-        for (role, topic) in &consumer.topics {
-            for (tp, &next) in consumer
-                .start_offsets
-                .range(TopicPartition::new(topic, i32::MIN)..)
-            {
-                if tp.topic != *topic {
-                    break;
-                }
-                let target = consumer
-                    .start_high_watermarks
-                    .get(tp)
-                    .copied()
-                    .unwrap_or(next);
-                slots.insert(
-                    (*role, tp.partition),
-                    Slot {
-                        tp: tp.clone(),
-                        next,
-                        target,
-                        dirty: false,
-                    },
-                );
-            }
+        for (tp, &next) in start_offsets {
+            let Some((role, _)) = topics.iter().find(|(_, t)| *t == tp.topic) else {
+                continue;
+            };
+            let target = high_watermarks.get(tp).copied().unwrap_or(next);
+            slots.insert(
+                (*role, tp.partition),
+                Slot {
+                    tp: tp.clone(),
+                    next,
+                    target,
+                    dirty: false,
+                },
+            );
         }
         let behind = slots.values().filter(|s| s.next < s.target).count();
         let (ready_tx, _) = watch::channel(behind == 0);
@@ -231,5 +240,116 @@ impl Apply for crate::ledger::State {
             TopicRole::Authorizations => crate::ledger::Source::Authorizations,
         };
         self.apply_json(source, payload).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applies "ok" payloads, rejects anything else; remembers what it applied.
+    #[derive(Default)]
+    struct Log(Vec<Vec<u8>>);
+
+    impl Apply for Log {
+        type Rejection = String;
+        fn apply(&mut self, _: TopicRole, payload: &[u8]) -> Result<(), String> {
+            if payload.starts_with(b"ok") {
+                self.0.push(payload.to_vec());
+                Ok(())
+            } else {
+                Err(format!("not ok: {} bytes", payload.len()))
+            }
+        }
+    }
+
+    fn record(partition: i32, offset: i64, payload: Option<&[u8]>) -> LogRecord {
+        LogRecord {
+            role: TopicRole::AccountUpdates,
+            topic: Arc::from("updates"),
+            partition,
+            offset,
+            key: Some(b"acc-1".to_vec()),
+            payload: payload.map(<[u8]>::to_vec),
+        }
+    }
+
+    fn applier(start: i64, high: i64) -> Applier {
+        let topics = vec![(TopicRole::AccountUpdates, "updates".to_owned())];
+        let tp = |p| TopicPartition::new("updates", p);
+        let starts: Offsets = [(tp(0), start), (tp(1), 0)].into();
+        let highs: Offsets = [(tp(0), high), (tp(1), 0)].into();
+        Applier::for_partitions(
+            &topics,
+            &starts,
+            &highs,
+            DeadLetters::Collect {
+                kept: Vec::new(),
+                keep_max: 10,
+            },
+            Arc::new(LogMetrics::default()),
+        )
+    }
+
+    #[test]
+    fn redelivered_offsets_are_skipped_and_ready_comes_at_the_watermark() {
+        let mut a = applier(5, 8);
+        let mut state = Log::default();
+        assert!(!a.is_ready());
+        a.apply_batch(
+            &mut state,
+            vec![record(0, 5, Some(b"ok5")), record(0, 6, Some(b"ok6"))],
+        );
+        assert!(!a.is_ready());
+        // A redelivery after a pause: 5 and 6 again, then 7.
+        a.apply_batch(
+            &mut state,
+            vec![
+                record(0, 5, Some(b"ok5")),
+                record(0, 6, Some(b"ok6")),
+                record(0, 7, Some(b"ok7")),
+            ],
+        );
+        assert!(a.is_ready());
+        assert_eq!(
+            state.0,
+            vec![b"ok5".to_vec(), b"ok6".to_vec(), b"ok7".to_vec()]
+        );
+        let p = a.progress();
+        assert_eq!((p.applied, p.rejected, p.duplicates), (3, 0, 2));
+        assert_eq!(a.offsets()[&TopicPartition::new("updates", 0)], 8);
+        assert_eq!(a.offsets()[&TopicPartition::new("updates", 1)], 0);
+    }
+
+    #[test]
+    fn rejected_and_empty_records_become_dead_letters_and_advance_the_offset() {
+        let mut a = applier(0, 3);
+        let mut state = Log::default();
+        a.apply_batch(
+            &mut state,
+            vec![
+                record(0, 0, Some(b"garbage")),
+                record(0, 1, None),
+                record(0, 2, Some(b"ok")),
+            ],
+        );
+        assert!(a.is_ready());
+        assert_eq!(a.progress().rejected, 2);
+        assert_eq!(a.offsets()[&TopicPartition::new("updates", 0)], 3);
+        let letters = a.into_kept_dead_letters();
+        assert_eq!(letters.len(), 2);
+        assert_eq!(letters[0].reason, "not ok: 7 bytes");
+        assert_eq!((letters[0].partition, letters[0].offset), (0, 0));
+        assert_eq!(letters[0].payload.as_deref(), Some(&b"garbage"[..]));
+        assert!(
+            letters[1].reason.contains("tombstone"),
+            "{}",
+            letters[1].reason
+        );
+    }
+
+    #[test]
+    fn empty_log_is_ready_at_once() {
+        assert!(applier(4, 4).is_ready());
     }
 }

@@ -103,6 +103,8 @@ pub struct ConsumerHandle {
     pub start_high_watermarks: Offsets,
     /// Roles of the assigned topics.
     pub topics: Vec<(TopicRole, String)>,
+    /// When the partitions were assigned (fetching starts): the start of a replay's clock.
+    pub assigned_at: std::time::Instant,
 }
 
 impl ConsumerHandle {
@@ -223,6 +225,7 @@ where
     consumer
         .assign(&assignment)
         .map_err(LogError::kafka(cfg, "assign"))?;
+    let assigned_at = std::time::Instant::now();
 
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = stop.clone();
@@ -253,6 +256,7 @@ where
         start_offsets,
         start_high_watermarks,
         topics: topics.to_vec(),
+        assigned_at,
     })
 }
 

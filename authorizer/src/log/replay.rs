@@ -51,17 +51,17 @@ pub struct ReplayReport<A> {
     pub progress: Progress,
     /// The first rejected events (see [`ReplayOptions::dead_letters_keep_max`]).
     pub dead_letters: Vec<DeadLetter>,
-    /// From the first record received to the last applied.
-    pub apply_elapsed: Duration,
+    /// From the assignment (fetching starts) to the last record applied.
+    pub replay_elapsed: Duration,
     /// Including metadata, watermarks and assignment.
     pub total_elapsed: Duration,
 }
 
 impl<A> ReplayReport<A> {
-    /// Records (applied, rejected) per second over `apply_elapsed`.
+    /// Records (applied, rejected) per second over `replay_elapsed`.
     pub fn records_per_s(&self) -> f64 {
         let n = (self.progress.applied + self.progress.rejected) as f64;
-        n / self.apply_elapsed.as_secs_f64().max(1e-9)
+        n / self.replay_elapsed.as_secs_f64().max(1e-9)
     }
 }
 
@@ -91,21 +91,17 @@ pub fn replay<A: Apply>(
         },
         metrics,
     );
-    let mut first_record: Option<Instant> = None;
     let result = loop {
         if applier.is_ready() {
             break Ok(());
         }
         match rx.recv() {
-            Ok(Inbound::Records(records)) => {
-                first_record.get_or_insert_with(Instant::now);
-                applier.apply_batch(&mut state, records);
-            }
+            Ok(Inbound::Records(records)) => applier.apply_batch(&mut state, records),
             Ok(Inbound::Failed(e)) => break Err(e),
             Err(_) => break Err(LogError::Stopped { what: "consumer" }),
         }
     };
-    let apply_elapsed = first_record.map(|t| t.elapsed()).unwrap_or_default();
+    let replay_elapsed = handle.assigned_at.elapsed();
     drop(rx);
     handle.stop();
     result?;
@@ -114,7 +110,7 @@ pub fn replay<A: Apply>(
         progress: applier.progress(),
         state,
         dead_letters: applier.into_kept_dead_letters(),
-        apply_elapsed,
+        replay_elapsed,
         total_elapsed: started.elapsed(),
     })
 }

@@ -564,6 +564,7 @@ fn run_group(
 ) -> Result<(), SpoolError> {
     let mut replies = Vec::new();
     let mut barriers = Vec::new();
+    let mut listings = Vec::new();
     let mut dirty = false;
     for request in group.drain(..) {
         match request {
@@ -601,7 +602,7 @@ fn run_group(
                     .take_while(|(seq, _)| !held.contains(seq))
                     .map(|(_, r)| r.clone())
                     .collect();
-                let _ = reply.send(records);
+                listings.push((reply, records));
             }
             Request::Barrier { reply } => barriers.push(reply),
         }
@@ -615,6 +616,9 @@ fn run_group(
     depth.store(spool.depth(), Ordering::Release);
     for (reply, result) in replies {
         let _ = reply.send(result);
+    }
+    for (reply, records) in listings {
+        let _ = reply.send(records);
     }
     for reply in barriers {
         let _ = reply.send(());
