@@ -448,15 +448,17 @@ fn event_id(event: &AuthorizationEvent<'_>, request: &Request<'_>) -> String {
     bytes.copy_from_slice(&digest[..16]);
     bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8 (custom)
     bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 9562 variant
-    let h = hex::encode(bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(36);
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    debug_assert_eq!(text.len(), 36);
+    text
 }
 
 struct EventParts {
@@ -493,7 +495,7 @@ fn build_event(
         expires_at: None,
         merchant_category: request.merchant_category,
         trace: Trace {
-            mti: Cow::Owned(String::from_utf8_lossy(&request.mti).into_owned()),
+            mti: mti_text(request.mti),
             pan_masked: Cow::Owned(request.pan_masked.to_owned()),
             transmission: p.hold_identity.transmission,
             transmitted_at: p.transmitted_at,
@@ -504,6 +506,21 @@ fn build_event(
                 .retrieval_reference
                 .map(|r| Cow::Owned(r.to_owned())),
         },
+    }
+}
+
+/// The MTI as text, without allocating for the ones the authorizer answers.
+fn mti_text(mti: [u8; 4]) -> Cow<'static, str> {
+    match &mti {
+        b"0100" => Cow::Borrowed("0100"),
+        b"0101" => Cow::Borrowed("0101"),
+        b"0120" => Cow::Borrowed("0120"),
+        b"0121" => Cow::Borrowed("0121"),
+        b"0400" => Cow::Borrowed("0400"),
+        b"0401" => Cow::Borrowed("0401"),
+        b"0420" => Cow::Borrowed("0420"),
+        b"0421" => Cow::Borrowed("0421"),
+        other => Cow::Owned(String::from_utf8_lossy(other).into_owned()),
     }
 }
 

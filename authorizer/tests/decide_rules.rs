@@ -153,6 +153,12 @@ fn approval_holds_the_amount_with_a_six_character_code_and_arpc() {
     assert_eq!(event.kind, AuthorizationKind::HoldPlaced);
     assert_eq!(event.amount_minor, amount(2_500));
     assert_eq!(event.trace.pan_masked, "541333******0010");
+    // The event id is a UUID, version 8, RFC 9562 variant.
+    let id = event.event_id.as_bytes();
+    assert_eq!(id.len(), 36);
+    assert_eq!((id[8], id[13], id[18], id[23]), (b'-', b'-', b'-', b'-'));
+    assert_eq!(id[14], b'8');
+    assert!(matches!(id[19], b'8' | b'9' | b'a' | b'b'));
     assert_eq!(otb(&state), 7_500);
 }
 
