@@ -17,13 +17,28 @@ fn dialects() -> &'static [Dialect; 2] {
 fuzz_target!(|data: &[u8]| {
     let [a, mc] = dialects();
     for (d, other) in [(a, mc), (mc, a)] {
-        let Ok(m) = Message::decode(d, Bytes::copy_from_slice(data)) else { continue };
-        assert_eq!(&m.encode(d).expect("a decoded message re-encodes")[..], data);
+        let Ok(m) = Message::decode(d, Bytes::copy_from_slice(data)) else {
+            continue;
+        };
+        assert_eq!(
+            &m.encode(d).expect("a decoded message re-encodes")[..],
+            data
+        );
         let converted = m.encode(other).expect("converts to the other dialect");
         let back = Message::decode(other, converted).expect("converted message decodes");
         assert_eq!(back, m);
-        let _ = (m.pan(), m.processing_code(), m.amount_transaction(), m.amount_billing());
-        let _ = (m.transmission_datetime(), m.stan(), m.expiry(), m.pos_entry_mode());
+        let _ = (
+            m.pan(),
+            m.processing_code(),
+            m.amount_transaction(),
+            m.amount_billing(),
+        );
+        let _ = (
+            m.transmission_datetime(),
+            m.stan(),
+            m.expiry(),
+            m.pos_entry_mode(),
+        );
         let _ = (m.original_data(), m.replacement_amounts());
         if let Some(icc) = m.icc_data() {
             let _ = icc.validate();

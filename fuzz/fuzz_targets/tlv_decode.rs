@@ -21,7 +21,9 @@ fn rewrite(reader: Reader<'_>, w: &mut Writer) {
 
 fn flat(reader: Reader<'_>, out: &mut Vec<(u32, Vec<u8>)>) {
     for item in reader {
-        let Ok(t): Result<Tlv<'_>, _> = item else { return };
+        let Ok(t): Result<Tlv<'_>, _> = item else {
+            return;
+        };
         match t.children() {
             Some(children) if children.validate().is_ok() => flat(children, out),
             _ => out.push((t.tag, t.value.to_vec())),

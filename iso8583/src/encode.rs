@@ -438,5 +438,6 @@ fn write<S: FieldSource>(src: &S, dialect: &Dialect, out: &mut Cursor<'_>) {
         put_prefix(out, spec, wire_len);
         put_value(out, spec, value, wire_len);
     }
-    debug_assert_eq!(out.pos, out.buf.len());
+    // `measure`/`trusted_len` and `write` must agree; a short write would send zeros.
+    assert_eq!(out.pos, out.buf.len(), "encoder size invariant");
 }

@@ -64,6 +64,9 @@ pub enum ErrorKind {
         /// How many.
         count: usize,
     },
+    /// Bit 1 announces a secondary bitmap but it has no bit set. Refused because the bitmaps
+    /// must describe the fields exactly (re-encoding would drop it and change the bytes).
+    EmptySecondaryBitmap,
     /// An MTI byte that is not a digit.
     BadMti {
         /// The offending wire byte.
@@ -95,7 +98,7 @@ impl DecodeError {
         match (self.field, self.kind) {
             (Some(_), _) => Part::Message,
             (None, ErrorKind::BadMti { .. }) => Part::Mti,
-            (None, ErrorKind::BadBitmap { .. }) => Part::Bitmap,
+            (None, ErrorKind::BadBitmap { .. } | ErrorKind::EmptySecondaryBitmap) => Part::Bitmap,
             (None, ErrorKind::Truncated { .. }) if self.offset < 4 => Part::Mti,
             (None, ErrorKind::Truncated { .. }) => Part::Bitmap,
             _ => Part::Message,
@@ -132,6 +135,9 @@ impl fmt::Display for DecodeError {
             }
             ErrorKind::TrailingBytes { count } => {
                 write!(f, "{count} trailing bytes after the last field")
+            }
+            ErrorKind::EmptySecondaryBitmap => {
+                write!(f, "bit 1 announces a secondary bitmap but it is empty")
             }
             ErrorKind::BadMti { byte } => write!(f, "MTI byte {byte:#04X} is not a digit"),
             ErrorKind::BadBitmap { byte } => {

@@ -421,6 +421,14 @@ impl Message {
         let secondary = if primary & (1 << 63) != 0 {
             let (r, s) =
                 parse_bitmap_word(rest, enc, dialect.mti_charset()).map_err(to_err(None))?;
+            if s == 0 {
+                // Found by fuzzing: accepted, it made re-encoding 8 bytes shorter.
+                return Err(DecodeError::at(
+                    None,
+                    offset(rest.len()),
+                    ErrorKind::EmptySecondaryBitmap,
+                ));
+            }
             rest = r;
             s
         } else {

@@ -783,3 +783,37 @@ fn typed_accessors_never_panic_on_redefined_fields() {
     assert_eq!(m.transmission_datetime().unwrap_err().field, 7);
     assert_eq!(m.original_data().unwrap_err().field, 90);
 }
+
+/// Regression: fuzz/regressions/decode_message/crash-afe01fdb… (decode_message target). Bit 1 set
+/// with an all-zero secondary bitmap used to decode, and re-encoding dropped the empty bitmap.
+#[test]
+fn fuzz_regression_empty_secondary_bitmap() {
+    let crash = hex::decode(
+        "f6f9f5f282000000000082000000000000000000f8f3f5f9f7f4f5f9f3f9f3f8f0f0f0f6f6f4f9f2f0f9",
+    )
+    .unwrap();
+    let e = decode(&Dialect::mastercard(), &crash).unwrap_err();
+    assert_eq!(
+        e,
+        DecodeError {
+            field: None,
+            offset: 12,
+            kind: ErrorKind::EmptySecondaryBitmap
+        }
+    );
+    assert_eq!(
+        e.to_string(),
+        "bitmap at byte 12: bit 1 announces a secondary bitmap but it is empty"
+    );
+    let file = include_bytes!(
+        "../../fuzz/regressions/decode_message/crash-afe01fdb0a77f42d8bbb6af0cb9892a2a2d22a11"
+    );
+    assert_eq!(&file[..], &crash[..]);
+    // The same shape in ASCII.
+    let mut v = b"0800".to_vec();
+    v.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        decode(&Dialect::ascii(), &v).unwrap_err().kind,
+        ErrorKind::EmptySecondaryBitmap
+    );
+}
