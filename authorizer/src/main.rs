@@ -22,6 +22,7 @@ use authorizer::log::{
     self, KafkaConfig, LogMetrics, Offsets, Outbound, Publisher, PublisherConfig, ReplayOptions,
     StartOffsets, TopicPartition,
 };
+use authorizer::snapshot;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -86,8 +87,11 @@ struct ReplayArgs {
     #[command(flatten)]
     kafka: KafkaArgs,
     /// Start every partition at its first retained record.
-    #[arg(long, conflicts_with = "offsets")]
+    #[arg(long, conflicts_with_all = ["offsets", "from_snapshot"])]
     from_beginning: bool,
+    /// Start from a snapshot file: its state, then the log from its offsets.
+    #[arg(long, conflicts_with = "offsets")]
+    from_snapshot: Option<PathBuf>,
     /// Start at these next offsets, `topic/partition=offset` separated by commas (a snapshot's);
     /// partitions not listed start at the beginning.
     #[arg(long)]
@@ -161,16 +165,6 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
     let kafka = args.kafka.config()?;
     let mut opts = ReplayOptions::from_beginning(&kafka);
     opts.dead_letters_keep_max = args.show_rejected;
-    match (&args.offsets, args.from_beginning) {
-        (Some(text), _) => opts.start = StartOffsets::At(parse_offsets(text)?),
-        (None, true) => opts.start = StartOffsets::Beginning,
-        (None, false) => {
-            return Err(
-                "say where to start: --from-beginning or --offsets topic/partition=offset,..."
-                    .into(),
-            );
-        }
-    }
     let dedup = args.dedup_window_events;
     if dedup == 0 || dedup > LedgerConfig::DEDUP_WINDOW_MAX {
         return Err(format!(
@@ -178,9 +172,36 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
             LedgerConfig::DEDUP_WINDOW_MAX
         ));
     }
-    let state = State::new(LedgerConfig {
+    let config = LedgerConfig {
         dedup_window_events: dedup,
-    });
+    };
+    let state = match (&args.offsets, &args.from_snapshot, args.from_beginning) {
+        (Some(text), _, _) => {
+            opts.start = StartOffsets::At(parse_offsets(text)?);
+            State::new(config)
+        }
+        (None, Some(path), _) => {
+            let file = std::fs::File::open(path)
+                .map_err(|e| format!("snapshot {}: {e}", path.display()))?;
+            let (state, resume, header) = snapshot::read_with_config(file, config)
+                .map_err(|e| format!("snapshot {}: {e}", path.display()))?;
+            println!(
+                "snapshot={} state_hash={} created_at_ms={}",
+                path.display(),
+                header.state_hash,
+                header.created_at_ms
+            );
+            opts.start = StartOffsets::At(log::offsets_from_snapshot(&resume));
+            state
+        }
+        (None, None, true) => State::new(config),
+        (None, None, false) => {
+            return Err(
+                "say where to start: --from-beginning, --from-snapshot FILE or --offsets topic/partition=offset,..."
+                    .into(),
+            );
+        }
+    };
     let metrics = Arc::new(LogMetrics::default());
     let report = log::replay(&kafka, &opts, state, metrics).map_err(|e| e.to_string())?;
     let p = report.progress;

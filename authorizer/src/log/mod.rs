@@ -262,3 +262,22 @@ pub fn watermarks<C: ConsumerContext>(
     }
     Ok(out)
 }
+
+/// The offsets a snapshot recorded, as consumer start offsets.
+pub fn offsets_from_snapshot(resume: &crate::snapshot::ResumeOffsets) -> Offsets {
+    resume
+        .iter()
+        .map(|(topic, partition, next)| (TopicPartition::new(topic, partition), next))
+        .collect()
+}
+
+/// The applier's offsets, for a snapshot header.
+pub fn snapshot_offsets(
+    offsets: &Offsets,
+) -> Result<crate::snapshot::ResumeOffsets, crate::snapshot::SnapshotError> {
+    let mut resume = crate::snapshot::ResumeOffsets::new();
+    for (tp, &next) in offsets {
+        resume.set(&tp.topic, tp.partition, next)?;
+    }
+    Ok(resume)
+}
