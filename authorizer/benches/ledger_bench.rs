@@ -52,9 +52,12 @@ fn memory() {
     let mut window = State::new(LedgerConfig::default());
     let (before_window, _) = support::live();
     for i in 0..(1u64 << 20) {
-        window
-            .apply(&support::account_event(i % 16, i as i64))
-            .unwrap();
+        let mut event = support::account_event(i % 16, i as i64);
+        if let authorizer::ledger::Event::AccountUpserted(e) = &mut event {
+            e.event_id = format!("w-{i}").into();
+            e.version = authorizer::ledger::Version(i);
+        }
+        window.apply(&event).unwrap();
     }
     let (after_window, _) = support::live();
     println!(

@@ -312,6 +312,8 @@ pub fn write<W: Write>(
     let frame = ChecksummedWrite { inner: w, crc: 0 };
     let mut encoder = zstd::stream::write::Encoder::new(frame, ZSTD_LEVEL)?;
     encoder.include_checksum(true)?;
+    // zstd pays a fixed cost per call: hand it 64 KiB at a time, not one small record.
+    let mut encoder = io::BufWriter::with_capacity(1 << 16, encoder);
     let mut crc = 0u32;
     let mut records = 0u64;
     state.for_each_record(|record| -> io::Result<()> {
@@ -340,6 +342,9 @@ pub fn write<W: Write>(
     end.extend_from_slice(&crc.to_be_bytes());
     encoder.write_all(&(end.len() as u32).to_be_bytes())?;
     encoder.write_all(&end)?;
+    let encoder = encoder
+        .into_inner()
+        .map_err(|e| SnapshotError::Io(e.into_error()))?;
     let frame = encoder.finish()?;
     let mut w = frame.inner;
     w.write_all(&frame.crc.to_be_bytes())?;

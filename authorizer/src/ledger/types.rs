@@ -194,14 +194,15 @@ impl fmt::Debug for PanKey {
     }
 }
 
-/// A hasher for keys that are already uniformly random (pan hashes, hold ids): it takes the
-/// `u64` the key writes as is. Never use it for keys an outsider chooses freely.
+/// A hasher for keys that are already (nearly) uniformly random (pan hashes, hold ids, event
+/// ids): it takes the one `u64` the key writes and mixes it once. Never use it for keys an
+/// outsider chooses freely.
 #[derive(Default, Clone, Copy)]
 pub struct UniformHasher(u64);
 
 impl std::hash::Hasher for UniformHasher {
     fn finish(&self) -> u64 {
-        self.0
+        mix64(self.0)
     }
     fn write(&mut self, bytes: &[u8]) {
         // Only reached if a key type hashes bytes; fold them (FNV-1a) so that it still works.
@@ -210,9 +211,9 @@ impl std::hash::Hasher for UniformHasher {
         }
     }
     fn write_u64(&mut self, value: u64) {
-        // One multiply spreads structured input (UUIDv7 event ids) over the bits hashbrown uses
-        // (the low bits pick the bucket, the top 7 the control byte).
-        self.0 = (self.0 ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // `finish` mixes, so that structured input (UUIDv7 event ids) still spreads over the bits
+        // hashbrown uses (the low bits pick the bucket, the top 7 the control byte).
+        self.0 ^= value;
     }
 }
 
@@ -223,7 +224,9 @@ pub struct TextHasher(u64);
 
 impl std::hash::Hasher for TextHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply leaves the low bits (the bucket index) depending only on the input's low
+        // bits: ids such as `acc-00000123` would pile into few buckets. Finish with splitmix64.
+        mix64(self.0)
     }
     fn write(&mut self, bytes: &[u8]) {
         const K: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -238,6 +241,13 @@ impl std::hash::Hasher for TextHasher {
         self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(tail) ^ (rest.len() as u64) << 59)
             .wrapping_mul(K);
     }
+}
+
+/// The splitmix64 finalizer: every output bit depends on every input bit.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// `BuildHasher` for [`TextHasher`].
