@@ -551,3 +551,34 @@ fn bad_input_never_panics() {
         assert!(s.apply_json(Source::Authorizations, payload).is_err());
     }
 }
+
+#[test]
+fn a_runaway_clock_cannot_retire_holds() {
+    let mut s = state();
+    s.apply_json(
+        Source::AccountUpdates,
+        &account_json("e1", 1, 10_000, 0, &[]),
+    )
+    .unwrap();
+    s.apply_json(Source::Authorizations, &placed("p1", 2_500))
+        .unwrap();
+    // Another replica's event stamped a year ahead, for a request whose DE 7 is today.
+    let ahead = String::from_utf8(hold_json(
+        "x1",
+        "authorization.declined",
+        "2027-11-22T10:15:00Z",
+        10,
+        "",
+    ))
+    .unwrap()
+    .replace("h-0011", "h-9911");
+    s.apply_json(Source::Authorizations, ahead.as_bytes())
+        .unwrap();
+    assert_eq!(
+        s.watermark().to_string(),
+        "2026-11-23T10:15:00Z",
+        "the watermark moves at most a day past DE 7"
+    );
+    assert!(s.hold(&HoldId::parse(HOLD).unwrap()).is_some());
+    assert_eq!(otb(&s), 7_500);
+}

@@ -20,7 +20,9 @@
 //! expired at `now`, without changing the state. Records are removed by one deterministic rule:
 //! a hold record is retained until `transmitted_at + HOLD_RETENTION_S` (DE 7 of the request, the
 //! same for every part of one hold), a cleared marker until its posting's `at +
-//! CLEARED_RETENTION_S`; a record whose retention is at or before the watermark is purged, and a
+//! CLEARED_RETENTION_S`; the watermark is the max over authorizer events of
+//! `min(at, transmitted_at + 1 day)` (so one replica's runaway clock cannot retire holds early);
+//! a record whose retention is at or before the watermark is purged, and a
 //! part that arrives already past it is dropped. The state after any prefix of the log is thus
 //! "the join of the events applied, minus what the watermark retired", the same whatever the order.
 //! Assumption (documented in the report): a posting's `at` is at most one day before the DE 7 of
@@ -58,6 +60,8 @@ pub const HOLD_RETENTION_S: i64 = 45 * 86_400;
 pub const HOLD_DURATION_MAX_S: i64 = HOLD_RETENTION_S - 7 * 86_400;
 /// How long a cleared-hold marker is kept after its posting's `at` (one day more than holds).
 pub const CLEARED_RETENTION_S: i64 = HOLD_RETENTION_S + 86_400;
+/// How far past its DE 7 an authorizer event may move the watermark.
+pub const WATERMARK_SKEW_MAX_S: i64 = 86_400;
 /// Bound on distinct key-set names.
 pub const KEY_SETS_MAX: usize = u16::MAX as usize;
 /// Bound on accounts (indices are `u32`).
@@ -360,7 +364,8 @@ pub struct State {
     hold_retirement: BinaryHeap<Reverse<(UnixSeconds, HoldId)>>,
     pub(crate) cleared: HashMap<HoldId, Cleared, PanHashBuildHasher>,
     cleared_retirement: BinaryHeap<Reverse<(UnixSeconds, HoldId)>>,
-    /// Max `at` of the authorizers' events applied; records retained until at or before it go.
+    /// Max over applied authorizer events of `min(at, transmitted_at + 1 day)`; records retained
+    /// until at or before it go.
     pub(crate) watermark: UnixSeconds,
     dedup: DedupWindow,
 }
@@ -420,7 +425,7 @@ impl State {
         Ok(applied)
     }
 
-    /// The watermark: the latest `at` among the authorizers' events applied.
+    /// The watermark: max over applied authorizer events of `min(at, transmitted_at + 1 day)`.
     pub fn watermark(&self) -> UnixSeconds {
         self.watermark
     }
@@ -688,8 +693,17 @@ impl State {
 
     fn apply_authorization(&mut self, e: &AuthorizationEvent<'_>) -> Result<Applied, EventError> {
         let mut changed = false;
-        if e.at > self.watermark {
-            self.watermark = e.at;
+        // An event moves the watermark to its `at`, but never further than a day past the DE 7
+        // it carries (the network's clock): one replica with a clock far ahead cannot retire
+        // every hold of every replica. Still a pure function of the event.
+        let watermark_candidate = e.at.min(UnixSeconds(
+            e.trace
+                .transmitted_at
+                .0
+                .saturating_add(WATERMARK_SKEW_MAX_S),
+        ));
+        if watermark_candidate > self.watermark {
+            self.watermark = watermark_candidate;
             self.retire();
             changed = true;
         }

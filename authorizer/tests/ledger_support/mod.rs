@@ -29,7 +29,7 @@ pub fn hold_account(hold: usize) -> usize {
 
 pub fn hold_transmitted(hold: usize) -> i64 {
     // Some old enough to be retired by later authorizer events, some recent.
-    T0 + [0, 3, 10, 20][hold % 4] * DAY
+    T0 + [0, 3, 20, 60, 110][hold % 5] * DAY
 }
 
 /// One event as the log carries it.
@@ -98,7 +98,7 @@ pub fn spec() -> impl Strategy<Value = (Spec, usize, u8)> {
         -500i64..5_000,
         0u8..3,
         proptest::collection::vec(0usize..HOLDS, 0..3),
-        20i64..40,
+        0i64..40,
     )
         .prop_map(
             |(version, limit, balance, status, cleared, at_days)| Spec::Account {
@@ -165,13 +165,14 @@ pub fn render(spec: &Spec, account_for: usize, salt: u8, index: usize) -> LogEve
             cleared,
             at_days,
         } => {
+            // Postings come after the holds they clear (the documented assumption).
+            let at = T0 + (59 + at_days) * DAY;
             let cleared: Vec<String> = cleared
                 .iter()
+                .filter(|h| hold_transmitted(**h) <= at + DAY)
                 .map(|h| format!("\"{}\"", hold_id(*h)))
                 .collect();
             let status = ["open", "frozen", "closed"][*status as usize];
-            // Postings come after the holds they clear (the documented assumption).
-            let at = T0 + (20 + at_days) * DAY;
             LogEvent {
                 source: Source::AccountUpdates,
                 account: account_for,
