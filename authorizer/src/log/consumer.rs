@@ -5,10 +5,10 @@
 //! committed to Kafka; the snapshot records them (see [`super::apply::Applier`]).
 //!
 //! One thread polls librdkafka and sends batches of records into a `std::sync::mpsc::sync_channel`
-//! whose other end is the ledger thread. When the channel is full the consumer pauses every
-//! assigned partition (librdkafka stops fetching, so nothing piles up in memory), waits for room,
-//! and resumes: memory is bounded by the channel capacity times the batch size plus librdkafka's
-//! `queued.max.messages.kbytes`.
+//! whose other end is the ledger thread. When the channel is full the consumer stops polling (so
+//! librdkafka stops fetching once its bounded prefetch is full) and, if the ledger stays behind
+//! for [`PAUSE_AFTER`], pauses every assigned partition until there is room: memory is bounded by
+//! the channel capacity times the batch size plus librdkafka's `queued.max.messages.kbytes`.
 //!
 //! Never: commit offsets, join a group, skip a record silently (an out-of-range start offset is an
 //! error, not a reset), or block the ledger thread.
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -29,6 +29,11 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::metrics::LogMetrics;
 use super::{KafkaConfig, LogError, Offsets, TopicPartition, TopicRole, watermarks};
+
+/// How long the ledger's queue may stay full before the consumer pauses its partitions.
+pub const PAUSE_AFTER: Duration = Duration::from_millis(500);
+/// Retry interval while the ledger's queue is full (the queue holds far more work than this).
+const FULL_QUEUE_RETRY: Duration = Duration::from_millis(1);
 
 /// One record from an input topic.
 #[derive(Clone, Debug)]
@@ -312,12 +317,28 @@ fn poll_loop<T: From<Inbound>>(
         let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_max));
         match tx.try_send(T::from(Inbound::Records(full))) {
             Ok(()) => {}
-            Err(TrySendError::Full(item)) => {
-                // The ledger is behind: stop fetching rather than buffer, wait for room, go on.
-                metrics.add_consumer_pause();
-                let paused = consumer.pause(&assignment).is_ok();
-                if tx.send(item).is_err() {
-                    return;
+            Err(TrySendError::Full(mut item)) => {
+                // The ledger is behind. Not polling already stops fetching once librdkafka's
+                // bounded prefetch is full; if the ledger stays behind for PAUSE_AFTER, pause the
+                // partitions too (librdkafka drops its prefetched records and fetches nothing)
+                // until there is room. Pausing at once on every full queue would throw away and
+                // re-fetch the prefetch each time, which is slower than the ledger.
+                let full_since = Instant::now();
+                let mut paused = false;
+                loop {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    std::thread::sleep(FULL_QUEUE_RETRY);
+                    match tx.try_send(item) {
+                        Ok(()) => break,
+                        Err(TrySendError::Full(back)) => item = back,
+                        Err(TrySendError::Disconnected(_)) => return,
+                    }
+                    if !paused && full_since.elapsed() >= PAUSE_AFTER {
+                        paused = consumer.pause(&assignment).is_ok();
+                        metrics.add_consumer_pause();
+                    }
                 }
                 if paused && let Err(e) = consumer.resume(&assignment) {
                     tracing::error!(error = %e, "kafka consumer: resume failed");
