@@ -50,11 +50,8 @@ fn broker() -> String {
         return addr;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/broker");
-    let dir = std::env::temp_dir().join(format!("authorizer-log-bench-{}", std::process::id()));
     let out = Command::new(script)
         .arg("start")
-        .arg("--data-dir")
-        .arg(&dir)
         .arg("--watch-pid")
         .arg(std::process::id().to_string())
         .output()

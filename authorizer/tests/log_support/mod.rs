@@ -27,14 +27,16 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/broker")
 }
 
-/// Runs `scripts/broker start` and returns the address it printed.
-pub fn start_broker(dir: &Path, port: Option<u16>) -> Broker {
+/// Runs `scripts/broker start` and returns the address it printed. Without `dir`, the script
+/// makes a temporary data directory and removes it when this process exits.
+pub fn start_broker_in(dir: Option<&Path>, port: Option<u16>) -> Broker {
     let mut cmd = Command::new(script());
     cmd.arg("start")
-        .arg("--data-dir")
-        .arg(dir)
         .arg("--watch-pid")
         .arg(std::process::id().to_string());
+    if let Some(dir) = dir {
+        cmd.arg("--data-dir").arg(dir);
+    }
     if let Some(p) = port {
         cmd.arg("--port").arg(p.to_string());
     }
@@ -45,15 +47,22 @@ pub fn start_broker(dir: &Path, port: Option<u16>) -> Broker {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let addr = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("BROKER="))
-        .expect("scripts/broker printed BROKER=")
-        .to_owned();
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("scripts/broker printed no {name}"))
+            .to_owned()
+    };
     Broker {
-        addr,
-        dir: Some(dir.to_path_buf()),
+        addr: field("BROKER="),
+        dir: Some(PathBuf::from(field("BROKER_DIR="))),
     }
+}
+
+/// [`start_broker_in`] a given data directory (kept by the caller, e.g. for a restart).
+pub fn start_broker(dir: &Path, port: Option<u16>) -> Broker {
+    start_broker_in(Some(dir), port)
 }
 
 impl Broker {
@@ -85,11 +94,7 @@ pub fn broker() -> &'static Broker {
     static BROKER: OnceLock<Broker> = OnceLock::new();
     BROKER.get_or_init(|| match std::env::var("AUTHORIZER_TEST_BROKER") {
         Ok(addr) if !addr.is_empty() => Broker { addr, dir: None },
-        _ => {
-            let dir =
-                std::env::temp_dir().join(format!("authorizer-log-test-{}", std::process::id()));
-            start_broker(&dir, None)
-        }
+        _ => start_broker_in(None, None),
     })
 }
 
