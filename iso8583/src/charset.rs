@@ -5,6 +5,7 @@
 //! with one table load; a byte is checked against a format with one table load and a mask. This
 //! module never allocates and never fails: deciding what an invalid byte means is the caller's.
 
+use crate::dialect::Check;
 use crate::ebcdic_tables::{CP037_TO_LATIN1, CP500_TO_LATIN1, CP1047_TO_LATIN1};
 
 /// How the characters of a field (or of a length prefix, the MTI, a hex bitmap) are encoded.
@@ -245,6 +246,103 @@ fn all_alnum_space(bytes: &[u8]) -> bool {
     }) == 0
 }
 
+/// Little-endian load of the 8 bytes at `at` (callers keep `at + 8 <= bytes.len()`).
+#[inline(always)]
+fn load8(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+#[inline(always)]
+fn load4(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&bytes[at..at + 4]);
+    u64::from(u32::from_le_bytes(w))
+}
+
+#[inline(always)]
+fn load2(bytes: &[u8], at: usize) -> u64 {
+    u64::from(bytes[at]) | u64::from(bytes[at + 1]) << 8
+}
+
+/// True when `word_ok` accepts words that together cover every byte of `bytes`. A per-byte-lane
+/// predicate only ever sees bytes of `bytes`: the tail is an overlapping load of the last 8
+/// bytes, and a short value is loaded in two overlapping halves and repeated to fill the word.
+/// No per-byte loop: a 6-digit field is one 4+4 load and one word test.
+#[inline(always)]
+fn all_words(bytes: &[u8], word_ok: impl Fn(u64) -> bool) -> bool {
+    let n = bytes.len();
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            if !word_ok(load8(bytes, at)) {
+                return false;
+            }
+            at += 8;
+        }
+        word_ok(load8(bytes, n - 8))
+    } else if n >= 4 {
+        word_ok(load4(bytes, 0) | load4(bytes, n - 4) << 32)
+    } else if n >= 2 {
+        word_ok((load2(bytes, 0) | load2(bytes, n - 2) << 16) * 0x0000_0001_0000_0001)
+    } else if n == 1 {
+        word_ok(ONES * u64::from(bytes[0]))
+    } else {
+        true
+    }
+}
+
+/// Word test: every byte has high nibble `hi` and low nibble 0..=9.
+#[inline(always)]
+fn digits_word(x: u64, hi: u8) -> bool {
+    x & (ONES * 0xF0) == ONES * u64::from(hi << 4)
+        && ((x & (ONES * 0x0F)) + ONES * 6) & (ONES * 0xF0) == 0
+}
+
+/// Word test: every byte is in 0x20..=0x7E.
+#[inline(always)]
+fn printable_word(x: u64) -> bool {
+    let less = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+    // 127 - 0x7E = 1: adding 1 to each byte sets the high bit of 0x7F and up.
+    let more = (x.wrapping_add(ONES) | x) & HIGHS;
+    less | more == 0
+}
+
+/// Word test: every byte is an ASCII letter, digit or space. Each byte is below 0x80 once the
+/// first test passes, so the range tests below never carry into the next byte.
+#[inline(always)]
+fn alnum_word(x: u64) -> bool {
+    if x & HIGHS != 0 {
+        return false;
+    }
+    // High bit of each byte set when the byte is >= lo / > hi.
+    let ge = |t: u64, lo: u8| (t + ONES * u64::from(0x80 - lo)) & HIGHS;
+    let gt = |t: u64, hi: u8| (t + ONES * u64::from(0x7F - hi)) & HIGHS;
+    let digit = ge(x, b'0') & !gt(x, b'9');
+    let folded = x | (ONES * 0x20);
+    let letter = ge(folded, b'a') & !gt(folded, b'z');
+    let space = !((x ^ (ONES * 0x20)) + ONES * 0x7F) & HIGHS;
+    digit | letter | space == HIGHS
+}
+
+/// True when every wire byte passes `check` (`cs` is the field's data charset, used by
+/// [`Check::Classes`]). [`Check::Signed`] always answers false: `x+n` is rare and its rule (sign
+/// then digits) is applied by the caller's general path, which also finds the offending byte.
+#[inline(always)]
+pub(crate) fn all_valid(bytes: &[u8], check: Check, cs: Charset) -> bool {
+    match check {
+        Check::Binary => true,
+        Check::AsciiDigits => all_words(bytes, |x| digits_word(x, 0x3)),
+        Check::EbcdicDigits => all_words(bytes, |x| digits_word(x, 0xF)),
+        Check::AsciiAlnum => all_words(bytes, alnum_word),
+        Check::AsciiPrint => all_words(bytes, printable_word),
+        Check::AsciiTrack => all_words(bytes, |x| x & (ONES * 0xF0) == ONES * 0x30),
+        Check::Classes(mask) => first_invalid(bytes, cs.class_table(), mask).is_none(),
+        Check::Signed => false,
+    }
+}
+
 /// Index of the first wire byte in charset `cs` whose class lacks `mask`, with arithmetic fast
 /// paths for the classes that are byte ranges (ASCII formats, EBCDIC digits F0-F9).
 #[inline(always)]
@@ -306,6 +404,53 @@ mod tests {
                     b,
                     "{cs:?} byte {b:#04x}"
                 );
+            }
+        }
+    }
+
+    /// The word-at-a-time checks agree with the class tables for every length 0..=24, every
+    /// byte value at every position (and at two positions at once), in every charset and format.
+    #[test]
+    fn word_checks_agree_with_the_tables() {
+        use crate::dialect::Format;
+        for cs in [
+            Charset::Ascii,
+            Charset::Cp037,
+            Charset::Cp500,
+            Charset::Cp1047,
+        ] {
+            for format in [Format::N, Format::An, Format::Ans, Format::Z, Format::B] {
+                let check = Check::new(format, cs);
+                let mask = format.class_mask();
+                let fill =
+                    cs.encode_table()[if format == Format::An { b'Q' } else { b'7' } as usize];
+                for len in 0..=24usize {
+                    let mut v = vec![fill; len];
+                    assert!(all_valid(&v, check, cs), "{cs:?} {format} len {len}");
+                    for at in 0..len {
+                        for b in 0..=255u8 {
+                            v[at] = b;
+                            let want = format == Format::B
+                                || first_invalid(&v, cs.class_table(), mask).is_none();
+                            assert_eq!(
+                                all_valid(&v, check, cs),
+                                want,
+                                "{cs:?} {format} len {len} byte {b:#x} at {at}"
+                            );
+                            // A second byte elsewhere: the bad lane may hide behind a good one.
+                            let other = (at + len / 2 + 1) % len;
+                            if other != at {
+                                let keep = v[other];
+                                v[other] = b.wrapping_add(0x41);
+                                let want = format == Format::B
+                                    || first_invalid(&v, cs.class_table(), mask).is_none();
+                                assert_eq!(all_valid(&v, check, cs), want, "{cs:?} {format} two");
+                                v[other] = keep;
+                            }
+                        }
+                        v[at] = fill;
+                    }
+                }
             }
         }
     }

@@ -121,7 +121,111 @@ pub struct FieldSpec {
     pub prefix: Charset,
 }
 
-/// A complete wire dialect. Cheap to clone (about 1 KiB, no heap but the name).
+/// How a field's bytes are checked against its format: the format and charset folded into one
+/// value, so the hot loops dispatch once per field (one jump) instead of testing format, charset
+/// and special cases one after the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// `b`: any byte.
+    Binary,
+    /// ASCII digits 0x30..=0x39.
+    AsciiDigits,
+    /// EBCDIC digits 0xF0..=0xF9 (the same in every supported code page).
+    EbcdicDigits,
+    /// ASCII letters, digits and space.
+    AsciiAlnum,
+    /// ASCII 0x20..=0x7E.
+    AsciiPrint,
+    /// ASCII 0x30..=0x3F.
+    AsciiTrack,
+    /// Through the charset's class table with this class mask (EBCDIC `an`, `ans`, `z`).
+    Classes(u8),
+    /// `x+n`: a sign character then digits (rare; checked by the general code).
+    Signed,
+}
+
+impl Check {
+    /// The check of format `format` for bytes in charset `cs`.
+    pub(crate) fn new(format: Format, cs: Charset) -> Check {
+        match (format, cs.is_ascii()) {
+            (Format::B, _) => Check::Binary,
+            (Format::Xn, _) => Check::Signed,
+            (Format::N, true) => Check::AsciiDigits,
+            (Format::N, false) => Check::EbcdicDigits,
+            (Format::An, true) => Check::AsciiAlnum,
+            (Format::Ans, true) => Check::AsciiPrint,
+            (Format::Z, true) => Check::AsciiTrack,
+            (f, false) => Check::Classes(f.class_mask()),
+        }
+    }
+}
+
+/// How the wire bytes of a character field become logical (ASCII) bytes and back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Translate {
+    /// The wire byte is the logical byte (ASCII data, or `b`).
+    None,
+    /// EBCDIC digits: logical = wire - 0xC0 (vectorizes).
+    Digits,
+    /// Through the charset's tables.
+    Table,
+}
+
+/// One field's definition flattened into what the decode and encode loops need (12 bytes, so
+/// the whole table is 1.5 KiB and stays in L1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FieldOp {
+    /// False for fields the dialect does not define (and for entries 0 and 1).
+    pub(crate) defined: bool,
+    /// 0 (fixed), 2 (LLVAR) or 3 (LLLVAR).
+    pub(crate) prefix_digits: u8,
+    /// The wire byte of the digit 0 in the prefix charset (digits are contiguous in every one).
+    pub(crate) prefix_zero: u8,
+    /// Check of the wire bytes (decode).
+    pub(crate) wire_check: Check,
+    /// Check of the logical bytes (encode).
+    pub(crate) logical_check: Check,
+    /// Wire/logical translation.
+    pub(crate) translate: Translate,
+    /// Exact length (fixed) or maximum (variable).
+    pub(crate) len: u16,
+    /// Charset of the value's characters.
+    pub(crate) data: Charset,
+}
+
+impl FieldOp {
+    pub(crate) const UNDEFINED: FieldOp = FieldOp {
+        defined: false,
+        prefix_digits: 0,
+        prefix_zero: b'0',
+        wire_check: Check::Binary,
+        logical_check: Check::Binary,
+        translate: Translate::None,
+        len: 0,
+        data: Charset::Ascii,
+    };
+
+    fn new(spec: FieldSpec) -> FieldOp {
+        let translate = match (spec.format, spec.data.is_ascii()) {
+            (Format::B, _) | (_, true) => Translate::None,
+            (Format::N, false) => Translate::Digits,
+            (_, false) => Translate::Table,
+        };
+        FieldOp {
+            defined: true,
+            prefix_digits: spec.length.prefix_digits() as u8,
+            // Digits are 0x30-0x39 in ASCII and 0xF0-0xF9 in every EBCDIC code page.
+            prefix_zero: if spec.prefix.is_ascii() { b'0' } else { 0xF0 },
+            wire_check: Check::new(spec.format, spec.data),
+            logical_check: Check::new(spec.format, Charset::Ascii),
+            translate,
+            len: spec.max_len,
+            data: spec.data,
+        }
+    }
+}
+
+/// A complete wire dialect. Cheap to clone (about 2.5 KiB, no heap but the name).
 #[derive(Clone)]
 pub struct Dialect {
     name: String,
@@ -133,6 +237,9 @@ pub struct Dialect {
     /// Index = field number; `None` = not defined (a message carrying it is rejected).
     /// Entries 0 and 1 are always `None` (field 1 is the secondary bitmap, derived).
     fields: [Option<FieldSpec>; MAX_FIELD + 1],
+    /// Per field, everything the decode and encode loops need, precomputed from `fields` (see
+    /// [`FieldOp`]); entries 0, 1 and undefined fields have `defined == false`.
+    ops: [FieldOp; MAX_FIELD + 1],
     /// True when any character anywhere is not ASCII on the wire, so decode must translate.
     translates: bool,
     /// Identity of this parse (clones share it): a message decoded with a dialect of the same
@@ -373,8 +480,10 @@ impl Dialect {
                 .any(|f| !f.prefix.is_ascii() || (f.format != Format::B && !f.data.is_ascii()));
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let ops = fields.map(|f| f.map_or(FieldOp::UNDEFINED, FieldOp::new));
         Ok(Dialect {
             id,
+            ops,
             name: file.name,
             mti,
             bitmap,
@@ -394,6 +503,12 @@ impl Dialect {
     #[inline]
     pub fn field(&self, n: usize) -> Option<&FieldSpec> {
         self.fields.get(n).and_then(|f| f.as_ref())
+    }
+
+    /// The precomputed operation of field `n` (0..=128; `defined == false` when not defined).
+    #[inline(always)]
+    pub(crate) fn op(&self, n: usize) -> &FieldOp {
+        self.ops.get(n).unwrap_or(&FieldOp::UNDEFINED)
     }
 
     /// Encoding of the MTI (and of hex bitmaps).

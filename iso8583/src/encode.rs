@@ -18,8 +18,9 @@ pub(crate) trait FieldSource {
     fn mti(&self) -> Mti;
     fn field_set(&self) -> FieldSet;
     fn value(&self, n: usize) -> &[u8];
-    /// The exact encoded size, when known without measuring.
-    fn trusted_len(&self, _dialect: &Dialect) -> Option<usize> {
+    /// The wire bytes this source encodes to in `dialect`, when known without encoding: a
+    /// message decoded by that very dialect (bitmaps aside, see [`encode_canonical`]).
+    fn canonical_frame(&self, _dialect: &Dialect) -> Option<&[u8]> {
         None
     }
 }
@@ -35,11 +36,13 @@ impl FieldSource for Message {
     fn value(&self, n: usize) -> &[u8] {
         self.field(n).unwrap_or_default()
     }
-    /// Re-encoding in the dialect that decoded it reproduces the frame's length: the wire form
-    /// is canonical (property tests and the fuzz target check it). `Cursor` panics otherwise.
+    /// Re-encoding in the dialect that decoded it reproduces the frame: the wire form is
+    /// canonical (every wire byte a decode accepts maps back to itself; lengths and prefixes
+    /// are what the frame says). Debug builds, and so the tests and the fuzz target, check
+    /// this against the field-by-field writer on every such encode.
     #[inline]
-    fn trusted_len(&self, dialect: &Dialect) -> Option<usize> {
-        self.validated_by(dialect).then(|| self.wire_len())
+    fn canonical_frame(&self, dialect: &Dialect) -> Option<&[u8]> {
+        self.validated_by(dialect).then(|| &self.frame()[..])
     }
 }
 
@@ -144,7 +147,7 @@ impl MessageBuilder {
         if let Some(n) = self.bad_field {
             return Err(EncodeError::NoSuchField { field: n });
         }
-        encode_new(self, dialect, false)
+        encode_new(self, dialect)
     }
 
     /// Encodes, appending to `out` (e.g. a framing codec's write buffer).
@@ -152,7 +155,7 @@ impl MessageBuilder {
         if let Some(n) = self.bad_field {
             return Err(EncodeError::NoSuchField { field: n });
         }
-        encode_source(self, dialect, out, false)
+        encode_source(self, dialect, out)
     }
 }
 
@@ -173,12 +176,12 @@ impl FieldSource for MessageBuilder {
 impl Message {
     /// Re-encodes this message (in the same or another dialect).
     pub fn encode(&self, dialect: &Dialect) -> Result<Bytes, EncodeError> {
-        encode_new(self, dialect, self.validated_by(dialect))
+        encode_new(self, dialect)
     }
 
     /// Re-encodes, appending to `out`.
     pub fn encode_into(&self, dialect: &Dialect, out: &mut BytesMut) -> Result<(), EncodeError> {
-        encode_source(self, dialect, out, self.validated_by(dialect))
+        encode_source(self, dialect, out)
     }
 
     /// A builder holding a copy of this message.
@@ -328,13 +331,9 @@ fn put_bitmap(out: &mut Cursor<'_>, dialect: &Dialect, word: u64) {
     }
 }
 
-/// Validates every field (unless `trusted`) and returns the exact encoded size.
+/// Validates every field and returns the exact encoded size.
 #[inline]
-fn measure<S: FieldSource>(
-    src: &S,
-    dialect: &Dialect,
-    trusted: bool,
-) -> Result<usize, EncodeError> {
+fn measure<S: FieldSource>(src: &S, dialect: &Dialect) -> Result<usize, EncodeError> {
     let fields = src.field_set();
     let word = match dialect.bitmap_encoding() {
         BitmapEncoding::Binary => 8,
@@ -352,30 +351,51 @@ fn measure<S: FieldSource>(
                 field: n as u8,
                 dialect: dialect.name().to_string(),
             })?;
-        let wire_len = if trusted {
-            if spec.length == LengthKind::Fixed {
-                spec.max_len as usize
-            } else {
-                src.value(n).len()
-            }
-        } else {
-            check_value(n, spec, src.value(n))?
-        };
+        let wire_len = check_value(n, spec, src.value(n))?;
         size += spec.length.prefix_digits() + wire_len;
     }
     Ok(size)
 }
 
+/// Completes `out`, a copy of the canonical frame of `src` in `dialect`: rewrites the bitmaps
+/// when they are hex (a decode accepts lowercase hex digits, the encoder writes uppercase).
+/// Debug builds also run the field-by-field writer and check that it produces the same bytes,
+/// so tests and fuzzing keep proving the wire form canonical.
+#[inline]
+fn encode_canonical<S: FieldSource>(src: &S, dialect: &Dialect, out: &mut [u8]) {
+    if dialect.bitmap_encoding() == BitmapEncoding::Hex {
+        let mut cursor = Cursor { buf: out, pos: 4 };
+        let (primary, secondary) = src.field_set().wire_bitmaps();
+        put_bitmap(&mut cursor, dialect, primary);
+        if let Some(s) = secondary {
+            put_bitmap(&mut cursor, dialect, s);
+        }
+    }
+    if cfg!(debug_assertions) && out.len() <= 8192 {
+        let mut check = [0u8; 8192];
+        write(
+            src,
+            dialect,
+            &mut Cursor {
+                buf: &mut check[..out.len()],
+                pos: 0,
+            },
+        );
+        assert!(
+            check[..out.len()] == *out,
+            "re-encoding a decoded message must reproduce its frame"
+        );
+    }
+}
+
 /// Encodes into a buffer of exactly the right size (one allocation; `freeze` adds none).
-pub(crate) fn encode_new<S: FieldSource>(
-    src: &S,
-    dialect: &Dialect,
-    trusted: bool,
-) -> Result<Bytes, EncodeError> {
-    let size = match src.trusted_len(dialect) {
-        Some(len) => len,
-        None => measure(src, dialect, trusted)?,
-    };
+pub(crate) fn encode_new<S: FieldSource>(src: &S, dialect: &Dialect) -> Result<Bytes, EncodeError> {
+    if let Some(frame) = src.canonical_frame(dialect) {
+        let mut out = BytesMut::from(frame);
+        encode_canonical(src, dialect, &mut out);
+        return Ok(out.freeze());
+    }
+    let size = measure(src, dialect)?;
     let mut out = BytesMut::zeroed(size);
     write(
         src,
@@ -392,13 +412,15 @@ pub(crate) fn encode_source<S: FieldSource>(
     src: &S,
     dialect: &Dialect,
     out: &mut BytesMut,
-    trusted: bool,
 ) -> Result<(), EncodeError> {
+    if let Some(frame) = src.canonical_frame(dialect) {
+        let start = out.len();
+        out.extend_from_slice(frame);
+        encode_canonical(src, dialect, &mut out[start..]);
+        return Ok(());
+    }
     // Validate and size first, so that an error writes nothing and the buffer grows once.
-    let size = match src.trusted_len(dialect) {
-        Some(len) => len,
-        None => measure(src, dialect, trusted)?,
-    };
+    let size = measure(src, dialect)?;
     let start = out.len();
     out.resize(start + size, 0);
     write(
@@ -438,6 +460,6 @@ fn write<S: FieldSource>(src: &S, dialect: &Dialect, out: &mut Cursor<'_>) {
         put_prefix(out, spec, wire_len);
         put_value(out, spec, value, wire_len);
     }
-    // `measure`/`trusted_len` and `write` must agree; a short write would send zeros.
+    // `measure` (or the frame's length) and `write` must agree; a short write would send zeros.
     assert_eq!(out.pos, out.buf.len(), "encoder size invariant");
 }

@@ -25,6 +25,8 @@
 mod charset;
 pub mod de48;
 mod dialect;
+#[cfg(test)]
+mod differential_tests;
 mod ebcdic_tables;
 mod encode;
 mod error;
@@ -33,6 +35,13 @@ mod fields;
 pub mod framing;
 mod message;
 pub mod tlv;
+
+// The unit tests share the test suite's sample messages, which name the crate `iso8583`.
+#[cfg(test)]
+extern crate self as iso8583;
+#[cfg(test)]
+#[path = "../tests/common/samples.rs"]
+mod samples;
 
 pub use charset::Charset;
 pub use dialect::{

@@ -14,7 +14,7 @@ use nom::Parser;
 use nom::bytes::complete::take;
 
 use crate::charset::{self, Charset};
-use crate::dialect::{BitmapEncoding, Dialect, FieldSpec, Format, MAX_FIELD};
+use crate::dialect::{BitmapEncoding, Dialect, FieldSpec, Format, MAX_FIELD, Translate};
 use crate::error::{DecodeError, ErrorKind};
 
 /// A message type indicator: 4 ASCII digits.
@@ -313,82 +313,372 @@ fn parse_bitmap_word(input: &[u8], enc: BitmapEncoding, cs: Charset) -> PResult<
     }
 }
 
-/// Parses one field value; returns the value's wire bytes.
-#[inline(always)]
-fn parse_field<'a>(input: &'a [u8], spec: &FieldSpec) -> PResult<'a, &'a [u8]> {
-    let digits = spec.length.prefix_digits();
-    let (rest, len) = if digits == 0 {
-        (input, spec.max_len as usize)
-    } else {
-        let (rest, prefix) = take_exact(input, digits)?;
-        // Digits are 0x30-0x39 in ASCII and 0xF0-0xF9 in every EBCDIC code page.
-        let zero = if spec.prefix.is_ascii() { b'0' } else { 0xF0 };
-        let mut len = 0usize;
-        for (i, &b) in prefix.iter().enumerate() {
-            let v = b.wrapping_sub(zero);
-            if v > 9 {
-                return fail(input.len() - i, ErrorKind::BadLengthPrefix { byte: b });
-            }
-            len = len * 10 + usize::from(v);
+/// Parses the MTI and the bitmap(s) with `nom`; returns them and the offset of the first field.
+fn parse_header(dialect: &Dialect, input: &[u8]) -> Result<(Mti, FieldSet, usize), DecodeError> {
+    let total = input.len();
+    let offset = |remaining: usize| total - remaining;
+    let to_err = |e: nom::Err<Fail>| match e {
+        nom::Err::Error(f) | nom::Err::Failure(f) => {
+            DecodeError::at(None, offset(f.remaining), f.kind)
         }
-        if len > spec.max_len as usize {
-            return fail(
-                input.len(),
-                ErrorKind::TooLong {
-                    len,
-                    max: spec.max_len as usize,
-                },
-            );
-        }
-        (rest, len)
-    };
-    let (after, value) = take_exact(rest, len).map_err(|e| {
-        // Report truncation at the field's start, counting the prefix.
-        e.map(|_| Fail {
-            remaining: input.len(),
-            kind: ErrorKind::Truncated {
-                needed: digits + len,
-                available: input.len(),
+        nom::Err::Incomplete(_) => DecodeError::at(
+            None,
+            total,
+            ErrorKind::Truncated {
+                needed: 1,
+                available: 0,
             },
-        })
-    })?;
-    if spec.format != Format::B {
-        let class = spec.data.class_table();
-        if let Some(i) = charset::first_invalid_in(value, spec.data, spec.format.class_mask()) {
-            let sign_ok = spec.format == Format::Xn
-                && i == 0
-                && class[value[0] as usize] & charset::SIGN != 0;
-            let bad = if sign_ok {
-                charset::first_invalid_in(&value[1..], spec.data, charset::DIGIT).map(|j| j + 1)
-            } else {
-                Some(i)
-            };
-            if let Some(i) = bad {
-                return fail(
-                    rest.len() - i,
-                    ErrorKind::BadCharset {
-                        byte: value[i],
-                        format: spec.format,
+        ),
+    };
+    let (rest, mti) = parse_mti(input, dialect.mti_charset()).map_err(to_err)?;
+    let enc = dialect.bitmap_encoding();
+    let (mut rest, primary) =
+        parse_bitmap_word(rest, enc, dialect.mti_charset()).map_err(to_err)?;
+    let secondary = if primary & (1 << 63) != 0 {
+        let (r, s) = parse_bitmap_word(rest, enc, dialect.mti_charset()).map_err(to_err)?;
+        if s == 0 {
+            // Found by fuzzing: accepted, it made re-encoding 8 bytes shorter.
+            return Err(DecodeError::at(
+                None,
+                offset(rest.len()),
+                ErrorKind::EmptySecondaryBitmap,
+            ));
+        }
+        rest = r;
+        s
+    } else {
+        0
+    };
+    let fields = FieldSet((u128::from(primary) << 64 | u128::from(secondary)) & !(1u128 << 127));
+    Ok((mti, fields, offset(rest.len())))
+}
+
+/// Where a character field's value breaks its format: offset in the value and the wire byte.
+/// The general (slow) rule, used when the fast word check fails and for `x+n`.
+#[cold]
+#[inline(never)]
+fn charset_error(value: &[u8], spec: &FieldSpec) -> Option<(usize, u8)> {
+    if spec.format == Format::B {
+        return None;
+    }
+    let class = spec.data.class_table();
+    if let Some(i) = charset::first_invalid_in(value, spec.data, spec.format.class_mask()) {
+        let sign_ok =
+            spec.format == Format::Xn && i == 0 && class[value[0] as usize] & charset::SIGN != 0;
+        let bad = if sign_ok {
+            charset::first_invalid_in(&value[1..], spec.data, charset::DIGIT).map(|j| j + 1)
+        } else {
+            Some(i)
+        };
+        bad.map(|i| (i, value[i]))
+    } else if spec.format == Format::Xn {
+        // x+n starts with C or D, never a digit.
+        Some((0, value.first().copied().unwrap_or(0)))
+    } else {
+        None
+    }
+}
+
+/// Decodes the fields of `fields` from `input[pos..]`: the hot loop, one precomputed
+/// [`FieldOp`](crate::dialect::FieldOp) per field. Fills `spans`, translates character fields in
+/// `translated` (a copy of the frame) when the dialect needs it, and returns where the fields end.
+#[inline(always)]
+fn decode_fields(
+    dialect: &Dialect,
+    input: &[u8],
+    mut pos: usize,
+    fields: FieldSet,
+    spans: &mut [Span; MAX_FIELD + 1],
+    mut translated: Option<&mut [u8]>,
+) -> Result<usize, DecodeError> {
+    let total = input.len();
+    for n in fields.iter() {
+        let op = dialect.op(n);
+        let field = Some(n as u8);
+        if !op.defined {
+            return Err(DecodeError::at(field, pos, ErrorKind::BitmapFieldUndefined));
+        }
+        let field_start = pos;
+        let digits = op.prefix_digits as usize;
+        let len = if digits == 0 {
+            op.len as usize
+        } else {
+            let Some(prefix) = input.get(pos..pos + digits) else {
+                return Err(DecodeError::at(
+                    field,
+                    pos,
+                    ErrorKind::Truncated {
+                        needed: digits,
+                        available: total - pos,
                     },
-                );
+                ));
+            };
+            let mut len = 0usize;
+            for (i, &b) in prefix.iter().enumerate() {
+                let v = b.wrapping_sub(op.prefix_zero);
+                if v > 9 {
+                    return Err(DecodeError::at(
+                        field,
+                        pos + i,
+                        ErrorKind::BadLengthPrefix { byte: b },
+                    ));
+                }
+                len = len * 10 + usize::from(v);
             }
-        } else if spec.format == Format::Xn {
-            // x+n starts with C or D, never a digit.
-            return fail(
-                rest.len(),
+            if len > op.len as usize {
+                return Err(DecodeError::at(
+                    field,
+                    pos,
+                    ErrorKind::TooLong {
+                        len,
+                        max: op.len as usize,
+                    },
+                ));
+            }
+            pos += digits;
+            len
+        };
+        let end = pos + len;
+        let Some(value) = input.get(pos..end) else {
+            // Reported at the field's start, counting the prefix.
+            return Err(DecodeError::at(
+                field,
+                field_start,
+                ErrorKind::Truncated {
+                    needed: digits + len,
+                    available: total - field_start,
+                },
+            ));
+        };
+        if !charset::all_valid(value, op.wire_check, op.data)
+            && let Some(spec) = dialect.field(n)
+            && let Some((i, byte)) = charset_error(value, spec)
+        {
+            return Err(DecodeError::at(
+                field,
+                pos + i,
                 ErrorKind::BadCharset {
-                    byte: value.first().copied().unwrap_or(0),
+                    byte,
                     format: spec.format,
                 },
-            );
+            ));
         }
+        spans[n] = Span {
+            start: pos as u16,
+            end: end as u16,
+        };
+        if let Some(copy) = translated.as_deref_mut()
+            && let Some(v) = copy.get_mut(pos..end)
+        {
+            match op.translate {
+                Translate::None => {}
+                Translate::Digits => op.data.decode_in_place(v, true),
+                Translate::Table => op.data.decode_in_place(v, false),
+            }
+        }
+        pos = end;
     }
-    Ok((after, value))
+    Ok(pos)
 }
 
 impl Message {
     /// Decodes and validates one message (without its length frame).
     pub fn decode(dialect: &Dialect, frame: Bytes) -> Result<Message, DecodeError> {
+        let total = frame.len();
+        if total > u16::MAX as usize {
+            return Err(DecodeError::at(
+                None,
+                0,
+                ErrorKind::MessageTooLarge { len: total },
+            ));
+        }
+        let (mti, fields, body) = parse_header(dialect, &frame)?;
+        let mut spans = [Span::default(); MAX_FIELD + 1];
+        // One copy of the frame, translated field by field as the loop validates them.
+        let mut translated: Option<Box<[u8]>> = dialect.translates().then(|| Box::from(&*frame));
+        let end = decode_fields(
+            dialect,
+            &frame,
+            body,
+            fields,
+            &mut spans,
+            translated.as_deref_mut(),
+        )?;
+        if end != total {
+            return Err(DecodeError::at(
+                None,
+                end,
+                ErrorKind::TrailingBytes { count: total - end },
+            ));
+        }
+        Ok(Message {
+            frame,
+            translated,
+            mti,
+            fields,
+            dialect_id: dialect.id(),
+            spans,
+        })
+    }
+
+    /// The message type indicator.
+    #[inline]
+    pub fn mti(&self) -> Mti {
+        self.mti
+    }
+
+    /// The present fields.
+    #[inline]
+    pub fn fields(&self) -> FieldSet {
+        self.fields
+    }
+
+    /// Whether field `n` is present.
+    #[inline]
+    pub fn has(&self, n: usize) -> bool {
+        self.fields.contains(n)
+    }
+
+    /// The logical value of field `n`: ASCII text for character fields, raw bytes for `b`.
+    #[inline]
+    pub fn field(&self, n: usize) -> Option<&[u8]> {
+        if !self.fields.contains(n) {
+            return None;
+        }
+        let s = self.spans[n];
+        let buf: &[u8] = match &self.translated {
+            Some(t) => t,
+            None => &self.frame,
+        };
+        buf.get(s.start as usize..s.end as usize)
+    }
+
+    /// The wire bytes of field `n`'s value (EBCDIC stays EBCDIC), without its length prefix.
+    #[inline]
+    pub fn raw_field(&self, n: usize) -> Option<&[u8]> {
+        if !self.fields.contains(n) {
+            return None;
+        }
+        let s = self.spans[n];
+        self.frame.get(s.start as usize..s.end as usize)
+    }
+
+    /// Field `n` as text (`None` when absent or when it is a binary field with non-UTF-8 bytes).
+    #[inline]
+    pub fn text(&self, n: usize) -> Option<&str> {
+        self.field(n).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// True when `dialect` is the one that validated this message's values.
+    #[inline]
+    pub(crate) fn validated_by(&self, dialect: &Dialect) -> bool {
+        self.dialect_id == dialect.id()
+    }
+
+    /// The frame this message was decoded from.
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+
+    /// Everything decode produced, for the differential test against [`reference::decode`].
+    #[cfg(test)]
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn parts(&self) -> (Mti, FieldSet, &[Span; MAX_FIELD + 1], Option<&[u8]>) {
+        (
+            self.mti,
+            self.fields,
+            &self.spans,
+            self.translated.as_deref(),
+        )
+    }
+}
+
+/// The decoder as it was before the table-driven loop (nom `take` per field, checks in format
+/// order), kept verbatim as the oracle of a differential test: the fast loop must accept and
+/// reject exactly the same inputs, with the same error (field, offset, kind) and the same spans.
+#[cfg(test)]
+pub(crate) mod reference {
+    use super::*;
+
+    /// Parses one field value; returns the value's wire bytes.
+    #[inline(always)]
+    fn parse_field<'a>(input: &'a [u8], spec: &FieldSpec) -> PResult<'a, &'a [u8]> {
+        let digits = spec.length.prefix_digits();
+        let (rest, len) = if digits == 0 {
+            (input, spec.max_len as usize)
+        } else {
+            let (rest, prefix) = take_exact(input, digits)?;
+            // Digits are 0x30-0x39 in ASCII and 0xF0-0xF9 in every EBCDIC code page.
+            let zero = if spec.prefix.is_ascii() { b'0' } else { 0xF0 };
+            let mut len = 0usize;
+            for (i, &b) in prefix.iter().enumerate() {
+                let v = b.wrapping_sub(zero);
+                if v > 9 {
+                    return fail(input.len() - i, ErrorKind::BadLengthPrefix { byte: b });
+                }
+                len = len * 10 + usize::from(v);
+            }
+            if len > spec.max_len as usize {
+                return fail(
+                    input.len(),
+                    ErrorKind::TooLong {
+                        len,
+                        max: spec.max_len as usize,
+                    },
+                );
+            }
+            (rest, len)
+        };
+        let (after, value) = take_exact(rest, len).map_err(|e| {
+            // Report truncation at the field's start, counting the prefix.
+            e.map(|_| Fail {
+                remaining: input.len(),
+                kind: ErrorKind::Truncated {
+                    needed: digits + len,
+                    available: input.len(),
+                },
+            })
+        })?;
+        if spec.format != Format::B {
+            let class = spec.data.class_table();
+            if let Some(i) = charset::first_invalid_in(value, spec.data, spec.format.class_mask()) {
+                let sign_ok = spec.format == Format::Xn
+                    && i == 0
+                    && class[value[0] as usize] & charset::SIGN != 0;
+                let bad = if sign_ok {
+                    charset::first_invalid_in(&value[1..], spec.data, charset::DIGIT).map(|j| j + 1)
+                } else {
+                    Some(i)
+                };
+                if let Some(i) = bad {
+                    return fail(
+                        rest.len() - i,
+                        ErrorKind::BadCharset {
+                            byte: value[i],
+                            format: spec.format,
+                        },
+                    );
+                }
+            } else if spec.format == Format::Xn {
+                // x+n starts with C or D, never a digit.
+                return fail(
+                    rest.len(),
+                    ErrorKind::BadCharset {
+                        byte: value.first().copied().unwrap_or(0),
+                        format: spec.format,
+                    },
+                );
+            }
+        }
+        Ok((after, value))
+    }
+
+    /// The old `Message::decode`, returning the decoded parts.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn decode(
+        dialect: &Dialect,
+        frame: Bytes,
+    ) -> Result<(Mti, FieldSet, [Span; MAX_FIELD + 1], Option<Box<[u8]>>), DecodeError> {
         let total = frame.len();
         if total > u16::MAX as usize {
             return Err(DecodeError::at(
@@ -476,78 +766,6 @@ impl Message {
             }
             copy
         });
-        Ok(Message {
-            frame,
-            translated,
-            mti,
-            fields,
-            dialect_id: dialect.id(),
-            spans,
-        })
-    }
-
-    /// The message type indicator.
-    #[inline]
-    pub fn mti(&self) -> Mti {
-        self.mti
-    }
-
-    /// The present fields.
-    #[inline]
-    pub fn fields(&self) -> FieldSet {
-        self.fields
-    }
-
-    /// Whether field `n` is present.
-    #[inline]
-    pub fn has(&self, n: usize) -> bool {
-        self.fields.contains(n)
-    }
-
-    /// The logical value of field `n`: ASCII text for character fields, raw bytes for `b`.
-    #[inline]
-    pub fn field(&self, n: usize) -> Option<&[u8]> {
-        if !self.fields.contains(n) {
-            return None;
-        }
-        let s = self.spans[n];
-        let buf: &[u8] = match &self.translated {
-            Some(t) => t,
-            None => &self.frame,
-        };
-        buf.get(s.start as usize..s.end as usize)
-    }
-
-    /// The wire bytes of field `n`'s value (EBCDIC stays EBCDIC), without its length prefix.
-    #[inline]
-    pub fn raw_field(&self, n: usize) -> Option<&[u8]> {
-        if !self.fields.contains(n) {
-            return None;
-        }
-        let s = self.spans[n];
-        self.frame.get(s.start as usize..s.end as usize)
-    }
-
-    /// Field `n` as text (`None` when absent or when it is a binary field with non-UTF-8 bytes).
-    #[inline]
-    pub fn text(&self, n: usize) -> Option<&str> {
-        self.field(n).and_then(|v| std::str::from_utf8(v).ok())
-    }
-
-    /// The message's encoded size in the dialect that decoded it (the wire form is canonical).
-    #[inline]
-    pub(crate) fn wire_len(&self) -> usize {
-        self.frame.len()
-    }
-
-    /// True when `dialect` is the one that validated this message's values.
-    #[inline]
-    pub(crate) fn validated_by(&self, dialect: &Dialect) -> bool {
-        self.dialect_id == dialect.id()
-    }
-
-    /// The frame this message was decoded from.
-    pub fn frame(&self) -> &Bytes {
-        &self.frame
+        Ok((mti, fields, spans, translated))
     }
 }

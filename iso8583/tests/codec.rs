@@ -500,6 +500,53 @@ fn hex_bitmaps_and_bad_bitmap() {
     );
 }
 
+/// A decode accepts lowercase hex bitmap digits; re-encoding the message (which copies its
+/// canonical frame) must still write them uppercase, in ASCII and in EBCDIC, into a new buffer
+/// and into a caller's buffer.
+#[test]
+fn reencoding_a_lowercase_hex_bitmap_writes_uppercase() {
+    for (text, lower) in [
+        (
+            "name = \"hexmap\"\nbase = \"ascii\"\nbitmap = \"hex\"\n",
+            (b'A'..=b'F').map(|c| (c, c + 0x20)).collect::<Vec<_>>(),
+        ),
+        (
+            "name = \"cp500hex\"\nbase = \"mastercard\"\ncode_page = \"500\"\nbitmap = \"hex\"\n",
+            (0xC1..=0xC6u8).map(|c| (c, c - 0x40)).collect::<Vec<_>>(),
+        ),
+    ] {
+        let d = Dialect::from_toml_str(text).unwrap();
+        let mut b = MessageBuilder::new(mti(100));
+        // Fields 1-4 (1: secondary present) and 9, 11, 12: bitmap digits F and B.
+        b.set(2, "4000000000000002")
+            .set(3, "000000")
+            .set(4, "000000000100")
+            .set(9, "61000000")
+            .set(11, "000001")
+            .set(12, "120000")
+            .set(70, "301");
+        let upper = b.encode(&d).unwrap();
+        let mut frame = upper.to_vec();
+        for byte in &mut frame[4..36] {
+            if let Some(&(_, l)) = lower.iter().find(|(u, _)| u == byte) {
+                *byte = l;
+            }
+        }
+        assert_ne!(
+            &frame[..],
+            &upper[..],
+            "{}: the bitmap has letters",
+            d.name()
+        );
+        let m = decode(&d, &frame).unwrap();
+        assert_eq!(m.encode(&d).unwrap(), upper, "{}", d.name());
+        let mut out = bytes::BytesMut::from(&b"xy"[..]);
+        m.encode_into(&d, &mut out).unwrap();
+        assert_eq!(&out[..2], b"xy");
+        assert_eq!(&out[2..], &upper[..], "{}", d.name());
+    }
+}
+
 #[test]
 fn error_message_too_large() {
     let d = Dialect::ascii();
