@@ -237,9 +237,12 @@ fn currency(message: &Message, n: usize) -> Result<Option<Currency>, FieldInErro
     }
 }
 
+/// DE 55 split into (tag, value) pairs.
+pub type IccTags<'m> = Vec<(u32, &'m [u8])>;
+
 /// DE 55 as (tag, value) pairs, for the HSM's [`hsm::EmvData::from_tags`]. At most 32 tags;
 /// `None` when DE 55 is absent, `Err` when it is not well-formed BER-TLV.
-pub fn icc_tags(message: &Message) -> Option<Result<Vec<(u32, &[u8])>, FieldInError>> {
+pub fn icc_tags(message: &Message) -> Option<Result<IccTags<'_>, FieldInError>> {
     const TAGS_MAX: usize = 32;
     let reader = message.icc_data()?;
     let mut tags = Vec::with_capacity(16);
