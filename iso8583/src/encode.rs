@@ -9,7 +9,9 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::charset::{self, Charset};
-use crate::dialect::{BitmapEncoding, Dialect, FieldSpec, Format, LengthKind, MAX_FIELD};
+use crate::dialect::{
+    BitmapEncoding, Dialect, FieldOp, FieldSpec, Format, LengthKind, MAX_FIELD, Translate,
+};
 use crate::error::EncodeError;
 use crate::message::{FieldSet, Message, Mti};
 
@@ -208,6 +210,10 @@ pub fn response_to(request: &Message, response_mti: Mti, echo: &[usize]) -> Mess
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
+/// Checks one value against its field (the general, slow rule: the precise error) and returns
+/// its wire length.
+#[cold]
+#[inline(never)]
 fn check_value(n: usize, spec: &FieldSpec, value: &[u8]) -> Result<usize, EncodeError> {
     let field = n as u8;
     let len = value.len();
@@ -280,41 +286,46 @@ impl Cursor<'_> {
     }
 }
 
+/// Writes the length prefix (nothing for a fixed field).
 #[inline(always)]
-fn put_prefix(out: &mut Cursor<'_>, spec: &FieldSpec, len: usize) {
-    // Digits are 0x30-0x39 in ASCII and 0xF0-0xF9 in every EBCDIC code page.
-    let zero = if spec.prefix.is_ascii() { b'0' } else { 0xF0 };
-    let d = |v: usize| zero + v as u8;
-    match spec.length {
-        LengthKind::Fixed => {}
-        LengthKind::LlVar => out.put(&[d(len / 10 % 10), d(len % 10)]),
-        LengthKind::LllVar => out.put(&[d(len / 100 % 10), d(len / 10 % 10), d(len % 10)]),
+fn put_prefix(out: &mut Cursor<'_>, op: &FieldOp, len: usize) {
+    let z = op.prefix_zero;
+    match op.prefix_digits {
+        2 => out.put(&[z + (len / 10 % 10) as u8, z + (len % 10) as u8]),
+        3 => out.put(&[
+            z + (len / 100 % 10) as u8,
+            z + (len / 10 % 10) as u8,
+            z + (len % 10) as u8,
+        ]),
+        _ => {}
     }
 }
 
+/// Writes a value (checked by `measure`), translated and padded to `wire_len`.
 #[inline(always)]
-fn put_value(out: &mut Cursor<'_>, spec: &FieldSpec, value: &[u8], wire_len: usize) {
+fn put_value(out: &mut Cursor<'_>, op: &FieldOp, value: &[u8], wire_len: usize) {
     let pad = wire_len - value.len();
-    let data = spec.data;
-    let enc = data.encode_table();
-    if pad > 0 && spec.format == Format::N {
-        out.take(pad).fill(enc[b'0' as usize]);
+    if pad > 0 && op.pad_left {
+        out.take(pad).fill(op.pad);
     }
     let dst = out.take(value.len());
-    if spec.format == Format::B || data.is_ascii() {
-        dst.copy_from_slice(value);
-    } else if spec.format == Format::N {
+    match op.translate {
+        Translate::None => dst.copy_from_slice(value),
         // EBCDIC digits are ASCII digits + 0xC0 in every code page.
-        for (o, &b) in dst.iter_mut().zip(value) {
-            *o = b.wrapping_add(0xC0);
+        Translate::Digits => {
+            for (o, &b) in dst.iter_mut().zip(value) {
+                *o = b.wrapping_add(0xC0);
+            }
         }
-    } else {
-        for (o, &b) in dst.iter_mut().zip(value) {
-            *o = enc[b as usize];
+        Translate::Table => {
+            let enc = op.data.encode_table();
+            for (o, &b) in dst.iter_mut().zip(value) {
+                *o = enc[b as usize];
+            }
         }
     }
-    if pad > 0 && spec.format != Format::N {
-        out.take(pad).fill(enc[b' ' as usize]);
+    if pad > 0 && !op.pad_left {
+        out.take(pad).fill(op.pad);
     }
 }
 
@@ -345,14 +356,26 @@ fn measure<S: FieldSource>(src: &S, dialect: &Dialect) -> Result<usize, EncodeEr
         word
     };
     for n in fields.iter() {
-        let spec = dialect
-            .field(n)
-            .ok_or_else(|| EncodeError::FieldUndefined {
-                field: n as u8,
-                dialect: dialect.name().to_string(),
-            })?;
-        let wire_len = check_value(n, spec, src.value(n))?;
-        size += spec.length.prefix_digits() + wire_len;
+        let op = dialect.op(n);
+        let value = src.value(n);
+        let len = value.len();
+        let max = op.len as usize;
+        let wire_len = if op.defined
+            && len <= max
+            && !(op.exact && len != max)
+            && charset::all_valid(value, op.logical_check, Charset::Ascii)
+        {
+            if op.prefix_digits == 0 { max } else { len }
+        } else {
+            let spec = dialect
+                .field(n)
+                .ok_or_else(|| EncodeError::FieldUndefined {
+                    field: n as u8,
+                    dialect: dialect.name().to_string(),
+                })?;
+            check_value(n, spec, value)?
+        };
+        size += op.prefix_digits as usize + wire_len;
     }
     Ok(size)
 }
@@ -448,18 +471,128 @@ fn write<S: FieldSource>(src: &S, dialect: &Dialect, out: &mut Cursor<'_>) {
     }
     for n in fields.iter() {
         // Checked by `measure`: defined, valid.
-        let Some(spec) = dialect.field(n) else {
-            continue;
-        };
+        let op = dialect.op(n);
         let value = src.value(n);
-        let wire_len = if spec.length == LengthKind::Fixed {
-            spec.max_len as usize
+        let wire_len = if op.prefix_digits == 0 {
+            op.len as usize
         } else {
             value.len()
         };
-        put_prefix(out, spec, wire_len);
-        put_value(out, spec, value, wire_len);
+        put_prefix(out, op, wire_len);
+        put_value(out, op, value, wire_len);
     }
     // `measure` (or the frame's length) and `write` must agree; a short write would send zeros.
     assert_eq!(out.pos, out.buf.len(), "encoder size invariant");
+}
+
+/// The encoder as it was before the table-driven loops, kept verbatim as the oracle of a
+/// differential test: the same values must give the same bytes or the same error.
+#[cfg(test)]
+pub(crate) mod reference {
+    use super::*;
+
+    fn put_prefix(out: &mut Cursor<'_>, spec: &FieldSpec, len: usize) {
+        // Digits are 0x30-0x39 in ASCII and 0xF0-0xF9 in every EBCDIC code page.
+        let zero = if spec.prefix.is_ascii() { b'0' } else { 0xF0 };
+        let d = |v: usize| zero + v as u8;
+        match spec.length {
+            LengthKind::Fixed => {}
+            LengthKind::LlVar => out.put(&[d(len / 10 % 10), d(len % 10)]),
+            LengthKind::LllVar => out.put(&[d(len / 100 % 10), d(len / 10 % 10), d(len % 10)]),
+        }
+    }
+
+    fn put_value(out: &mut Cursor<'_>, spec: &FieldSpec, value: &[u8], wire_len: usize) {
+        let pad = wire_len - value.len();
+        let data = spec.data;
+        let enc = data.encode_table();
+        if pad > 0 && spec.format == Format::N {
+            out.take(pad).fill(enc[b'0' as usize]);
+        }
+        let dst = out.take(value.len());
+        if spec.format == Format::B || data.is_ascii() {
+            dst.copy_from_slice(value);
+        } else if spec.format == Format::N {
+            // EBCDIC digits are ASCII digits + 0xC0 in every code page.
+            for (o, &b) in dst.iter_mut().zip(value) {
+                *o = b.wrapping_add(0xC0);
+            }
+        } else {
+            for (o, &b) in dst.iter_mut().zip(value) {
+                *o = enc[b as usize];
+            }
+        }
+        if pad > 0 && spec.format != Format::N {
+            out.take(pad).fill(enc[b' ' as usize]);
+        }
+    }
+
+    /// Validates every field and returns the exact encoded size.
+    fn measure<S: FieldSource>(src: &S, dialect: &Dialect) -> Result<usize, EncodeError> {
+        let fields = src.field_set();
+        let word = match dialect.bitmap_encoding() {
+            BitmapEncoding::Binary => 8,
+            BitmapEncoding::Hex => 16,
+        };
+        let mut size = 4 + if fields.needs_secondary() {
+            2 * word
+        } else {
+            word
+        };
+        for n in fields.iter() {
+            let spec = dialect
+                .field(n)
+                .ok_or_else(|| EncodeError::FieldUndefined {
+                    field: n as u8,
+                    dialect: dialect.name().to_string(),
+                })?;
+            let wire_len = check_value(n, spec, src.value(n))?;
+            size += spec.length.prefix_digits() + wire_len;
+        }
+        Ok(size)
+    }
+
+    /// Writes a message `measure` accepted.
+    fn write<S: FieldSource>(src: &S, dialect: &Dialect, out: &mut Cursor<'_>) {
+        let fields = src.field_set();
+        let mti = src.mti();
+        let menc = dialect.mti_charset().encode_table();
+        out.put(&mti.as_bytes().map(|b| menc[b as usize]));
+        let (primary, secondary) = fields.wire_bitmaps();
+        put_bitmap(out, dialect, primary);
+        if let Some(s) = secondary {
+            put_bitmap(out, dialect, s);
+        }
+        for n in fields.iter() {
+            // Checked by `measure`: defined, valid.
+            let Some(spec) = dialect.field(n) else {
+                continue;
+            };
+            let value = src.value(n);
+            let wire_len = if spec.length == LengthKind::Fixed {
+                spec.max_len as usize
+            } else {
+                value.len()
+            };
+            put_prefix(out, spec, wire_len);
+            put_value(out, spec, value, wire_len);
+        }
+        // `measure` (or the frame's length) and `write` must agree; a short write would send zeros.
+        assert_eq!(out.pos, out.buf.len(), "encoder size invariant");
+    }
+
+    /// Encodes `src` the old way.
+    pub(crate) fn encode(src: &MessageBuilder, dialect: &Dialect) -> Result<Vec<u8>, EncodeError> {
+        let size = measure(src, dialect)?;
+        let mut out = vec![0; size];
+        write(
+            src,
+            dialect,
+            &mut Cursor {
+                buf: &mut out,
+                pos: 0,
+            },
+        );
+        Ok(out)
+    }
 }
