@@ -5,6 +5,12 @@
 //! straight into the output buffer, sized up front; an error leaves the buffer as it was.
 //! Fixed-length fields shorter than their length are padded the ISO way: `n` with leading zeros,
 //! `an`/`ans` with trailing spaces; `b`, `z` and `x+n` must have the exact length.
+//!
+//! Validation and writing run from the dialect's per-field op table (see `dialect::FieldOp`); the
+//! general per-format rule runs only to name the precise error. Re-encoding a decoded message in
+//! the dialect that decoded it copies its frame (the wire form is canonical; debug builds check
+//! it against the field writer on every such encode). The previous encoder is kept in
+//! `reference` as the oracle of a differential test.
 
 use bytes::{Bytes, BytesMut};
 
