@@ -388,8 +388,10 @@ fn charset_error(value: &[u8], spec: &FieldSpec) -> Option<(usize, u8)> {
 /// Decodes the fields of `fields` from `input[pos..]`: the hot loop, one precomputed
 /// [`FieldOp`](crate::dialect::FieldOp) per field. Fills `spans`, translates character fields in
 /// `translated` (a copy of the frame) when the dialect needs it, and returns where the fields end.
+/// `TRANSLATE` is whether `translated` is `Some`: the ASCII loop is compiled without the
+/// translation code (fewer live registers in the hot loop).
 #[inline(always)]
-fn decode_fields(
+fn decode_fields<const TRANSLATE: bool>(
     dialect: &Dialect,
     input: &[u8],
     mut pos: usize,
@@ -456,7 +458,23 @@ fn decode_fields(
                 },
             ));
         };
-        if !charset::all_valid(value, op.wire_check, op.data)
+        // A translated field is checked after translation, as ASCII: a wire byte is valid
+        // exactly when the character it stands for is (the class tables are built that way),
+        // and the ASCII checks are word-at-a-time where the EBCDIC class tables are per byte.
+        let valid = match translated.as_deref_mut() {
+            Some(copy) if TRANSLATE && op.translate != Translate::None => {
+                match copy.get_mut(pos..end) {
+                    Some(v) => {
+                        op.data
+                            .decode_in_place(v, op.translate == Translate::Digits);
+                        charset::all_valid(v, op.logical_check, Charset::Ascii)
+                    }
+                    None => false,
+                }
+            }
+            _ => charset::all_valid(value, op.wire_check, op.data),
+        };
+        if !valid
             && let Some(spec) = dialect.field(n)
             && let Some((i, byte)) = charset_error(value, spec)
         {
@@ -473,15 +491,6 @@ fn decode_fields(
             start: pos as u16,
             end: end as u16,
         };
-        if let Some(copy) = translated.as_deref_mut()
-            && let Some(v) = copy.get_mut(pos..end)
-        {
-            match op.translate {
-                Translate::None => {}
-                Translate::Digits => op.data.decode_in_place(v, true),
-                Translate::Table => op.data.decode_in_place(v, false),
-            }
-        }
         pos = end;
     }
     Ok(pos)
@@ -502,14 +511,18 @@ impl Message {
         let mut spans = [Span::default(); MAX_FIELD + 1];
         // One copy of the frame, translated field by field as the loop validates them.
         let mut translated: Option<Box<[u8]>> = dialect.translates().then(|| Box::from(&*frame));
-        let end = decode_fields(
-            dialect,
-            &frame,
-            body,
-            fields,
-            &mut spans,
-            translated.as_deref_mut(),
-        )?;
+        let end = if translated.is_some() {
+            decode_fields::<true>(
+                dialect,
+                &frame,
+                body,
+                fields,
+                &mut spans,
+                translated.as_deref_mut(),
+            )?
+        } else {
+            decode_fields::<false>(dialect, &frame, body, fields, &mut spans, None)?
+        };
         if end != total {
             return Err(DecodeError::at(
                 None,
