@@ -78,17 +78,32 @@ fn main() {
     assert_eq!(header.state_hash, hash);
     drop(state);
 
-    let started = Instant::now();
-    let file = std::fs::File::open(&path).unwrap();
-    let (restored, offsets_back, header) =
-        snapshot::read(BufReader::with_capacity(1 << 20, file)).unwrap();
-    let read_s = started.elapsed().as_secs_f64();
-    println!(
-        "read (verify checksums, rebuild, recompute state hash): {read_s:.2} s; {:?}",
-        restored.counts()
-    );
-    assert_eq!(restored.state_hash(), hash);
-    assert_eq!(header.state_hash, hash);
-    assert_eq!(offsets_back, offsets);
+    // `SNAPSHOT_BENCH_READS` repeats the read (for profiling the read alone).
+    let reads: u32 = std::env::var("SNAPSHOT_BENCH_READS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    for _ in 0..reads.max(1) {
+        let started = Instant::now();
+        let file = std::fs::File::open(&path).unwrap();
+        let (restored, offsets_back, header) =
+            snapshot::read(BufReader::with_capacity(1 << 20, file)).unwrap();
+        let read_s = started.elapsed().as_secs_f64();
+        println!(
+            "read (verify checksums, rebuild, recompute state hash): {read_s:.2} s; {:?}",
+            restored.counts()
+        );
+        assert_eq!(header.state_hash, hash);
+        assert_eq!(offsets_back, offsets);
+        let started = Instant::now();
+        assert_eq!(restored.state_hash(), hash);
+        println!(
+            "  state_hash() of the restored state: {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        let started = Instant::now();
+        drop(restored);
+        println!("  drop: {:.2} s", started.elapsed().as_secs_f64());
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -13,9 +13,15 @@
 //!                    i32 BE partition, i64 BE next offset to read)
 //!   header_crc32c    u32 BE over every byte above
 //! body: one zstd frame (with zstd's own content checksum) of records:
-//!   u32 BE length ≤ 64 KiB, then the record's canonical bytes (the same bytes the state hash
-//!   covers: tag 'A' account, 'C' card, 'H' hold, 'X' cleared marker, in that order),
-//!   and last an end record: tag 'E', u64 BE record count, u32 BE crc32c of every record before.
+//!   u32 BE length ≤ 64 KiB, then the record's bytes, in this order:
+//!   * groups, one per upserted account: its 'A' record, then its cards and hold records in
+//!     *grouped* form: tag 'c' / 'h' and the canonical 'C' / 'H' record without the account id
+//!     (the group gives it; a reader needs no account lookup per card);
+//!   * the cards ('C') and the hold records ('H') of placeholder accounts, canonical;
+//!   * the cleared markers ('X'), canonical;
+//!   and last an end record: tag 'E', u64 BE record count, u32 BE crc32c of every record before
+//!   (as stored). The canonical bytes (a grouped record with its group's account id put back)
+//!   are the bytes the state hash covers.
 //! trailer: u32 BE crc32c of the compressed frame's bytes (so that no byte of the file, not even
 //!   one zstd would tolerate, can change unnoticed); nothing after it.
 //! ```
@@ -24,15 +30,20 @@
 //! encoded and decoded record by record through zstd's streaming API). Reading verifies the
 //! header checksum, the format version, the zstd checksum, the body crc32c, the counts, and
 //! finally recomputes the state hash from the rebuilt state (the writer computed it from the
-//! live state: the same property asserted on two paths).
+//! live state: the same property asserted on two paths). Reading hashes on a second thread.
+//! Writing needs a temporary index of 16 bytes per card (to group the cards by account).
 //!
 //! Must never: return a state that differs from the one written; panic on a corrupt file.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::mpsc;
 
-use crate::ledger::state::{Hold, LaneSum, RecordCheck, RestoredAccount, RestoredCard};
+use crate::ledger::state::{
+    Hold, LaneSum, RecordCheck, RestoredAccount, RestoredAccountRef, RestoredCard,
+    grouped_to_canonical,
+};
 use crate::ledger::{
     AccountIndex, AccountStatus, AmountMinor, CardExpiry, CardStatus, Currency, HoldId,
     LedgerConfig, PanHash, PanSequence, ResponseCode, State, StateHash, UnixSeconds, Version,
@@ -316,7 +327,7 @@ pub fn write<W: Write>(
     let mut encoder = io::BufWriter::with_capacity(1 << 16, encoder);
     let mut crc = 0u32;
     let mut records = 0u64;
-    state.for_each_record(|record| -> io::Result<()> {
+    state.for_each_snapshot_record(|record| -> io::Result<()> {
         let len = u32::try_from(record.len()).expect("records are small");
         assert!(
             len <= RECORD_LEN_MAX,
@@ -547,12 +558,113 @@ pub fn read<R: Read>(r: R) -> Result<(State, ResumeOffsets, Header), SnapshotErr
 }
 
 /// [`read`] with a ledger configuration.
+///
+/// Two threads: this one decompresses, decodes and restores; a second one hashes the canonical
+/// records (SHA-256 each, the state hash's cost) in batches handed over through a bounded
+/// channel, so that at most [`HASH_BATCHES`] batches of [`HASH_BATCH_BYTES`] exist at once.
 pub fn read_with_config<R: Read>(
     r: R,
     config: LedgerConfig,
 ) -> Result<(State, ResumeOffsets, Header), SnapshotError> {
     let mut r = BufReader::with_capacity(1 << 16, r);
     let (header, offsets) = decode_header(&mut r)?;
+    let (to_hasher, batches) = mpsc::sync_channel::<Vec<u8>>(HASH_BATCHES);
+    let (recycle, recycled) = mpsc::sync_channel::<Vec<u8>>(HASH_BATCHES + 2);
+    let (state, sum) = std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || {
+            let mut sum = LaneSum::default();
+            for batch in batches {
+                let mut rest = batch.as_slice();
+                while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+                    let len = u32::from_be_bytes(*len) as usize;
+                    sum.add(&tail[..len]);
+                    rest = &tail[len..];
+                }
+                // The reader may be gone (an error): then the batch is simply dropped.
+                let _ = recycle.try_send(batch);
+            }
+            sum
+        });
+        let mut feed = HashFeed {
+            to_hasher,
+            recycled,
+            batch: Vec::with_capacity(HASH_BATCH_BYTES + RECORD_LEN_MAX as usize),
+        };
+        let state = read_body(r, &header, config, &mut feed);
+        let feed_ok = feed.flush();
+        drop(feed);
+        let sum = match hasher.join() {
+            Ok(sum) => sum,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let state = state?;
+        assert!(feed_ok, "the hasher thread runs until the feed is dropped");
+        Ok::<_, SnapshotError>((state, sum))
+    })?;
+    let mut state = state;
+    state.restore_watermark(header.watermark);
+    // The hash of the records read, each of which the restored state encodes back to exactly:
+    // so this is the hash of the restored state, computed in one pass while the data is hot.
+    let recomputed = sum.finish(header.watermark);
+    if recomputed != header.state_hash {
+        return Err(SnapshotError::StateHashMismatch {
+            header: header.state_hash,
+            recomputed,
+        });
+    }
+    if state.counts().accounts != header.counts.accounts {
+        return Err(SnapshotError::CountMismatch {
+            kind: "accounts",
+            header: header.counts.accounts,
+            body: state.counts().accounts,
+        });
+    }
+    Ok((state, offsets, header))
+}
+
+/// Canonical records on their way to the hasher thread: `u32 BE length, bytes`, repeated.
+const HASH_BATCH_BYTES: usize = 1 << 18;
+/// Batches in flight (bounds the memory of the hand-over to ~2 MiB).
+const HASH_BATCHES: usize = 6;
+
+struct HashFeed {
+    to_hasher: mpsc::SyncSender<Vec<u8>>,
+    recycled: mpsc::Receiver<Vec<u8>>,
+    batch: Vec<u8>,
+}
+
+impl HashFeed {
+    fn push(&mut self, canonical: &[u8]) {
+        let len = u32::try_from(canonical.len()).expect("records are at most 64 KiB");
+        self.batch.extend_from_slice(&len.to_be_bytes());
+        self.batch.extend_from_slice(canonical);
+        if self.batch.len() >= HASH_BATCH_BYTES {
+            self.flush();
+        }
+    }
+
+    /// Hands the batch over; `false` if the hasher is gone (it only stops when the feed drops).
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let mut next = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(HASH_BATCH_BYTES + RECORD_LEN_MAX as usize));
+        next.clear();
+        let full = std::mem::replace(&mut self.batch, next);
+        self.to_hasher.send(full).is_ok()
+    }
+}
+
+/// Reads the body (and the trailer) into a new state; canonical records go to `feed`.
+fn read_body<B: BufRead>(
+    r: B,
+    header: &Header,
+    config: LedgerConfig,
+    feed: &mut HashFeed,
+) -> Result<State, SnapshotError> {
     let total = header.counts.accounts as u128
         + header.counts.cards as u128
         + header.counts.holds as u128
@@ -565,108 +677,47 @@ pub fn read_with_config<R: Read>(
     );
     let frame = ChecksummedBufRead { inner: r, crc: 0 };
     let decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(body_error)?;
-    let mut decoder = BufReader::with_capacity(1 << 16, decoder.single_frame());
-    let mut body = RecordCounts::default();
-    let mut crc = 0u32;
-    let mut index: u64 = 0;
-    let mut kind_rank = 0u8;
+    let mut decoder = BufReader::with_capacity(1 << 17, decoder.single_frame());
+    let mut body = BodyDecoder {
+        state: &mut state,
+        feed,
+        counts: RecordCounts::default(),
+        crc: 0,
+        index: 0,
+        kind_rank: 0,
+        group: None,
+        canonical: Vec::with_capacity(512),
+        scratch: Vec::with_capacity(512),
+        total,
+    };
     let mut record = Vec::with_capacity(512);
-    let mut scratch = Vec::with_capacity(512);
-    let mut sum = LaneSum::default();
     loop {
+        // Fast path: the whole record is in the reader's buffer; decode it in place.
+        let buffered = decoder.fill_buf().map_err(body_error)?;
+        if let Some((len, rest)) = buffered.split_first_chunk::<4>() {
+            let len = u32::from_be_bytes(*len);
+            check_record_len(len, body.index)?;
+            if rest.len() >= len as usize {
+                let done = body.record(&rest[..len as usize])?;
+                decoder.consume(4 + len as usize);
+                if done {
+                    break;
+                }
+                continue;
+            }
+        }
         let mut len = [0u8; 4];
         read_exact_or(&mut decoder, &mut len, "body")?;
         let len = u32::from_be_bytes(len);
-        if len == 0 || len > RECORD_LEN_MAX {
-            return Err(SnapshotError::RecordInvalid {
-                record: index,
-                reason: "record length out of 1..=65536",
-            });
-        }
+        check_record_len(len, body.index)?;
         record.resize(len as usize, 0);
         read_exact_or(&mut decoder, &mut record, "body")?;
-        let tag = record[0];
-        if tag == b'E' {
-            let mut c = Cursor {
-                bytes: &record[1..],
-                record: index,
-            };
-            let count = c.u64()?;
-            let stored = c.u32()?;
-            c.finish()?;
-            if stored != crc {
-                return Err(SnapshotError::BodyChecksum {
-                    stored,
-                    computed: crc,
-                });
-            }
-            if u128::from(count) != u128::from(index) || u128::from(index) != total {
-                return Err(SnapshotError::CountMismatch {
-                    kind: "records",
-                    header: total as u64,
-                    body: index,
-                });
-            }
+        if body.record(&record)? {
             break;
         }
-        if u128::from(index) >= total {
-            return Err(SnapshotError::CountMismatch {
-                kind: "records",
-                header: total as u64,
-                body: index + 1,
-            });
-        }
-        crc = crc32c::crc32c_append(crc, &record);
-        let rank = match tag {
-            b'A' => 1,
-            b'C' => 2,
-            b'H' => 3,
-            b'X' => 4,
-            _ => {
-                return Err(SnapshotError::RecordInvalid {
-                    record: index,
-                    reason: "unknown record tag",
-                });
-            }
-        };
-        if rank < kind_rank {
-            return Err(SnapshotError::RecordInvalid {
-                record: index,
-                reason: "records out of kind order",
-            });
-        }
-        kind_rank = rank;
-        sum.add(&record);
-        let mut c = Cursor {
-            bytes: &record[1..],
-            record: index,
-        };
-        let mut check = RecordCheck {
-            record: &record,
-            scratch: &mut scratch,
-        };
-        let restored = match tag {
-            b'A' => {
-                body.accounts += 1;
-                restore_account(&mut state, &mut c, &mut check)
-            }
-            b'C' => {
-                body.cards += 1;
-                restore_card(&mut state, &mut c, &mut check)
-            }
-            b'H' => {
-                body.holds += 1;
-                restore_hold(&mut state, &mut c, &mut check)
-            }
-            _ => {
-                body.cleared_markers += 1;
-                restore_cleared(&mut state, &mut c, &mut check)
-            }
-        };
-        restored?;
-        c.finish()?;
-        index += 1;
     }
+    let counts = body.counts;
+    let index = body.index;
     // The frame must end right after the end record: reading to its end makes zstd verify its
     // content checksum. Then nothing may follow the frame.
     let mut probe = [0u8; 1];
@@ -693,13 +744,13 @@ pub fn read_with_config<R: Read>(
         return Err(SnapshotError::TrailingBytes);
     }
     for (kind, h, b) in [
-        ("accounts", header.counts.accounts, body.accounts),
-        ("cards", header.counts.cards, body.cards),
-        ("holds", header.counts.holds, body.holds),
+        ("accounts", header.counts.accounts, counts.accounts),
+        ("cards", header.counts.cards, counts.cards),
+        ("holds", header.counts.holds, counts.holds),
         (
             "cleared markers",
             header.counts.cleared_markers,
-            body.cleared_markers,
+            counts.cleared_markers,
         ),
     ] {
         if h != b {
@@ -710,31 +761,139 @@ pub fn read_with_config<R: Read>(
             });
         }
     }
-    state.restore_watermark(header.watermark);
-    // The hash of the records read, each of which the restored state encodes back to exactly:
-    // so this is the hash of the restored state, computed in one pass while the data is hot.
-    let recomputed = sum.finish(header.watermark);
-    if recomputed != header.state_hash {
-        return Err(SnapshotError::StateHashMismatch {
-            header: header.state_hash,
-            recomputed,
+    Ok(state)
+}
+
+fn check_record_len(len: u32, index: u64) -> Result<(), SnapshotError> {
+    if len == 0 || len > RECORD_LEN_MAX {
+        return Err(SnapshotError::RecordInvalid {
+            record: index,
+            reason: "record length out of 1..=65536",
         });
     }
-    if state.counts().accounts != header.counts.accounts {
-        return Err(SnapshotError::CountMismatch {
-            kind: "accounts",
-            header: header.counts.accounts,
-            body: state.counts().accounts,
-        });
+    Ok(())
+}
+
+/// Decodes body records one at a time into the state.
+struct BodyDecoder<'s> {
+    state: &'s mut State,
+    feed: &'s mut HashFeed,
+    counts: RecordCounts,
+    crc: u32,
+    index: u64,
+    kind_rank: u8,
+    /// The account of the current group (the last `A` record).
+    group: Option<AccountIndex>,
+    canonical: Vec<u8>,
+    scratch: Vec<u8>,
+    total: u128,
+}
+
+impl BodyDecoder<'_> {
+    /// Decodes one record; `Ok(true)` after the end record.
+    fn record(&mut self, record: &[u8]) -> Result<bool, SnapshotError> {
+        let index = self.index;
+        let invalid = |reason| SnapshotError::RecordInvalid {
+            record: index,
+            reason,
+        };
+        let tag = record[0];
+        if tag == b'E' {
+            let mut c = Cursor {
+                bytes: &record[1..],
+                record: index,
+            };
+            let count = c.u64()?;
+            let stored = c.u32()?;
+            c.finish()?;
+            if stored != self.crc {
+                return Err(SnapshotError::BodyChecksum {
+                    stored,
+                    computed: self.crc,
+                });
+            }
+            if u128::from(count) != u128::from(index) || u128::from(index) != self.total {
+                return Err(SnapshotError::CountMismatch {
+                    kind: "records",
+                    header: self.total as u64,
+                    body: index,
+                });
+            }
+            return Ok(true);
+        }
+        if u128::from(index) >= self.total {
+            return Err(SnapshotError::CountMismatch {
+                kind: "records",
+                header: self.total as u64,
+                body: index + 1,
+            });
+        }
+        self.crc = crc32c::crc32c_append(self.crc, record);
+        let rank = match tag {
+            b'A' | b'c' | b'h' => 1,
+            b'C' => 2,
+            b'H' => 3,
+            b'X' => 4,
+            _ => return Err(invalid("unknown record tag")),
+        };
+        if rank < self.kind_rank {
+            return Err(invalid("records out of kind order"));
+        }
+        self.kind_rank = rank;
+        // The canonical bytes (what the state hash covers): grouped records get their group's
+        // account id back.
+        let canonical: &[u8] = if matches!(tag, b'c' | b'h') {
+            let group = self
+                .group
+                .ok_or_else(|| invalid("grouped record outside an account group"))?;
+            let account_id = self.state.account_id_text(group);
+            grouped_to_canonical(record, account_id, &mut self.canonical)
+                .ok_or_else(|| invalid("record shorter than its fields"))?;
+            &self.canonical
+        } else {
+            record
+        };
+        self.feed.push(canonical);
+        let mut c = Cursor {
+            bytes: &canonical[1..],
+            record: index,
+        };
+        let mut check = RecordCheck {
+            record: canonical,
+            scratch: &mut self.scratch,
+        };
+        let state = &mut *self.state;
+        match tag {
+            b'A' => {
+                self.counts.accounts += 1;
+                self.group = Some(restore_account(state, &mut c, &mut check)?);
+            }
+            b'c' | b'C' => {
+                self.counts.cards += 1;
+                let group = self.group.filter(|_| tag == b'c');
+                restore_card(state, &mut c, group, &mut check)?;
+            }
+            b'h' | b'H' => {
+                self.counts.holds += 1;
+                let group = self.group.filter(|_| tag == b'h');
+                restore_hold(state, &mut c, group, &mut check)?;
+            }
+            _ => {
+                self.counts.cleared_markers += 1;
+                restore_cleared(state, &mut c, &mut check)?;
+            }
+        }
+        c.finish()?;
+        self.index += 1;
+        Ok(false)
     }
-    Ok((state, offsets, header))
 }
 
 fn restore_account(
     state: &mut State,
     c: &mut Cursor<'_>,
     check: &mut RecordCheck<'_>,
-) -> Result<(), SnapshotError> {
+) -> Result<AccountIndex, SnapshotError> {
     let id = c.text()?;
     let version = Version(c.u64()?);
     let status = AccountStatus::from_u8(c.u8()?).ok_or_else(|| c.invalid("account status"))?;
@@ -756,13 +915,19 @@ fn restore_account(
         .map_err(|reason| c.invalid(reason))
 }
 
+/// A card record; `group`: the account of the group a grouped record is in.
 fn restore_card(
     state: &mut State,
     c: &mut Cursor<'_>,
+    group: Option<AccountIndex>,
     check: &mut RecordCheck<'_>,
 ) -> Result<(), SnapshotError> {
     let pan_hash = PanHash(c.array::<32>()?);
     let account_id = c.text()?;
+    let account = group.map_or(
+        RestoredAccountRef::Id(account_id),
+        RestoredAccountRef::Group,
+    );
     let card_id = c.text()?;
     let version = Version(c.u64()?);
     let expiry =
@@ -781,7 +946,7 @@ fn restore_card(
         .restore_card(
             RestoredCard {
                 pan_hash,
-                account_id,
+                account,
                 card_id,
                 version,
                 expiry,
@@ -795,13 +960,19 @@ fn restore_card(
         .map_err(|reason| c.invalid(reason))
 }
 
+/// A hold record; `group`: the account of the group a grouped record is in.
 fn restore_hold(
     state: &mut State,
     c: &mut Cursor<'_>,
+    group: Option<AccountIndex>,
     check: &mut RecordCheck<'_>,
 ) -> Result<(), SnapshotError> {
     let hold_id = HoldId(c.array::<16>()?);
     let account_id = c.text()?;
+    let account = group.map_or(
+        RestoredAccountRef::Id(account_id),
+        RestoredAccountRef::Group,
+    );
     let parts = c.u8()?;
     let cleared = match c.u8()? {
         0 => false,
@@ -835,7 +1006,7 @@ fn restore_hold(
         transmitted_at,
     };
     state
-        .restore_hold(hold_id, account_id, hold, check)
+        .restore_hold(hold_id, account, hold, check)
         .map_err(|reason| c.invalid(reason))
 }
 

@@ -48,7 +48,7 @@ use super::event::{
 use super::types::{
     AMOUNT_MINOR_MAX, AccountIndex, AccountStatus, AmountMinor, CardExpiry, CardStatus, Currency,
     EventKey, HoldId, OpenToBuy, PanHash, PanHashBuildHasher, PanSequence, ResponseCode,
-    TextBuildHasher, UnixSeconds, Version,
+    TextBuildHasher, TextHasher, UnixSeconds, Version,
 };
 
 /// How long a hold record (approval, advice, reversal, decline) is kept after the DE 7 of its
@@ -134,7 +134,7 @@ impl fmt::Debug for StateHash {
 /// An account. `Unknown` status with version 0 is a placeholder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
-    pub(crate) id: Box<str>,
+    pub(crate) id: AccountIdText,
     pub(crate) version: Version,
     pub(crate) status: AccountStatus,
     pub(crate) currency: Currency,
@@ -146,7 +146,7 @@ pub struct Account {
 
 impl Account {
     pub fn id(&self) -> &str {
-        &self.id
+        self.id.as_str()
     }
     pub fn version(&self) -> Version {
         self.version
@@ -180,6 +180,57 @@ impl Account {
             self.posted_balance,
         )
     }
+}
+
+/// An account id, stored once: inline in the [`Account`] when it has at most
+/// [`AccountIdText::INLINE_MAX`] bytes (no allocation, and the id shares the account's cache
+/// lines), on the heap otherwise. The account index refers to accounts by position only.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum AccountIdText {
+    Inline { len: u8, bytes: [u8; 30] },
+    Heap(Box<str>),
+}
+
+impl AccountIdText {
+    pub(crate) const INLINE_MAX: usize = 30;
+
+    fn new(id: &str) -> AccountIdText {
+        if id.len() <= Self::INLINE_MAX {
+            let mut bytes = [0u8; 30];
+            bytes[..id.len()].copy_from_slice(id.as_bytes());
+            AccountIdText::Inline {
+                len: id.len() as u8,
+                bytes,
+            }
+        } else {
+            AccountIdText::Heap(id.into())
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            AccountIdText::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            AccountIdText::Heap(text) => text.as_bytes(),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).expect("built from a str")
+    }
+}
+
+impl fmt::Debug for AccountIdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// The hash of an account id in the account index.
+fn account_id_hash(id: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = TextHasher::default();
+    hasher.write(id);
+    hasher.finish()
 }
 
 /// Reference to a card id inside the arena.
@@ -355,7 +406,8 @@ impl DedupWindow {
 pub struct State {
     config: LedgerConfig,
     pub(crate) accounts: Vec<Account>,
-    account_index: HashMap<Box<str>, AccountIndex, TextBuildHasher>,
+    /// Positions in `accounts`, found by the id stored there (each id is stored once).
+    account_index: hashbrown::HashTable<AccountIndex>,
     pub(crate) cards: HashMap<PanHash, Card, PanHashBuildHasher>,
     card_id_arena: Vec<u8>,
     pub(crate) key_sets: Vec<Box<str>>,
@@ -376,7 +428,7 @@ impl State {
         State {
             config,
             accounts: Vec::new(),
-            account_index: HashMap::default(),
+            account_index: hashbrown::HashTable::new(),
             cards: HashMap::default(),
             card_id_arena: Vec::new(),
             key_sets: Vec::new(),
@@ -397,7 +449,14 @@ impl State {
     /// Reserves room for `accounts` accounts and `cards` cards (snapshot restore, benchmarks).
     pub fn reserve(&mut self, accounts: usize, cards: usize) {
         self.accounts.reserve_exact(accounts);
-        self.account_index.reserve(accounts);
+        let State {
+            account_index,
+            accounts: stored,
+            ..
+        } = self;
+        account_index.reserve(accounts, |i| {
+            account_id_hash(stored[i.0 as usize].id.as_bytes())
+        });
         self.cards.reserve(cards);
         self.card_id_arena.reserve(cards.saturating_mul(12));
     }
@@ -431,7 +490,7 @@ impl State {
     }
 
     pub fn account_by_id(&self, account_id: &str) -> Option<AccountIndex> {
-        self.account_index.get(account_id).copied()
+        self.find_account(account_id)
     }
 
     pub fn account(&self, index: AccountIndex) -> &Account {
@@ -494,8 +553,9 @@ impl State {
     }
 
     fn intern_account(&mut self, account_id: &str) -> Result<AccountIndex, EventError> {
-        if let Some(index) = self.account_index.get(account_id) {
-            return Ok(*index);
+        let hash = account_id_hash(account_id.as_bytes());
+        if let Some(index) = self.find_account_hashed(account_id, hash) {
+            return Ok(index);
         }
         if self.accounts.len() >= ACCOUNTS_MAX {
             return Err(EventError::CapacityExceeded {
@@ -505,7 +565,7 @@ impl State {
         }
         let index = AccountIndex(self.accounts.len() as u32);
         self.accounts.push(Account {
-            id: account_id.into(),
+            id: AccountIdText::new(account_id),
             version: Version(0),
             status: AccountStatus::Unknown,
             currency: Currency::default(),
@@ -513,8 +573,27 @@ impl State {
             posted_balance: AmountMinor::ZERO,
             holds: Vec::new(),
         });
-        self.account_index.insert(account_id.into(), index);
+        let State {
+            account_index,
+            accounts,
+            ..
+        } = self;
+        account_index.insert_unique(hash, index, |i| {
+            account_id_hash(accounts[i.0 as usize].id.as_bytes())
+        });
         Ok(index)
+    }
+
+    fn find_account(&self, account_id: &str) -> Option<AccountIndex> {
+        self.find_account_hashed(account_id, account_id_hash(account_id.as_bytes()))
+    }
+
+    fn find_account_hashed(&self, account_id: &str, hash: u64) -> Option<AccountIndex> {
+        self.account_index
+            .find(hash, |i| {
+                self.accounts[i.0 as usize].id.as_bytes() == account_id.as_bytes()
+            })
+            .copied()
     }
 
     fn intern_key_set(&mut self, name: &str) -> Result<u16, EventError> {
@@ -590,7 +669,7 @@ impl State {
             if e.version == existing.version {
                 // Tie-break on content so that every replica keeps the same card.
                 let existing_key = (
-                    self.account(existing.account).id.as_ref(),
+                    self.account(existing.account).id(),
                     self.arena_text(existing.card_id),
                     existing.expiry,
                     existing.psn,
@@ -662,8 +741,8 @@ impl State {
                 // Merge by max of (retain_until, then the smaller account id): a max-semilattice,
                 // so purging the parts whose retention passed gives the same marker in any order.
                 let mut merged = marker;
-                let smaller_account = self.accounts[account.0 as usize].id
-                    < self.accounts[marker.account.0 as usize].id;
+                let smaller_account = self.accounts[account.0 as usize].id()
+                    < self.accounts[marker.account.0 as usize].id();
                 if retain_until > marker.retain_until
                     || (retain_until == marker.retain_until && smaller_account)
                 {
@@ -733,7 +812,7 @@ impl State {
         if hold.account != account {
             // Parts disagree on the account (a card moved between the decisions): every replica
             // keeps the smaller account id.
-            if *e.account_id < *self.accounts[hold.account.0 as usize].id {
+            if *e.account_id < *self.accounts[hold.account.0 as usize].id() {
                 self.unlink_hold(hold.account, e.hold_id);
                 hold.account = account;
                 if before.is_some() {
@@ -879,9 +958,95 @@ impl State {
         Ok(())
     }
 
+    /// Calls `f` with every record of a snapshot body, grouped by account: each upserted account's
+    /// `A` record is followed by its cards and its hold records in *grouped* form (tag `c` / `h`:
+    /// the canonical record without the account id, which the group gives); then the cards
+    /// (`C`) and holds (`H`) of placeholder accounts and the cleared markers (`X`) in canonical
+    /// form. [`grouped_to_canonical`] gives back the canonical bytes the state hash covers.
+    /// Needs a temporary index of 16 bytes per card (the cards map is keyed by PAN hash).
+    pub(crate) fn for_each_snapshot_record<E>(
+        &self,
+        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        // Counting sort of the cards by account: `ends[i]` ends account i's run in `grouped`.
+        assert!(
+            u32::try_from(self.cards.len()).is_ok(),
+            "card count fits the index"
+        );
+        let mut ends = vec![0u32; self.accounts.len()];
+        for card in self.cards.values() {
+            ends[card.account.0 as usize] += 1;
+        }
+        let mut total = 0u32;
+        for end in &mut ends {
+            total += *end;
+            *end = total - *end; // the run's start, advanced to its end while filling
+        }
+        assert_eq!(total as usize, self.cards.len());
+        let mut grouped: Vec<Option<(&PanHash, &Card)>> = vec![None; self.cards.len()];
+        for (pan_hash, card) in &self.cards {
+            let slot = &mut ends[card.account.0 as usize];
+            grouped[*slot as usize] = Some((pan_hash, card));
+            *slot += 1;
+        }
+        let mut buffer = Vec::with_capacity(256);
+        let runs = || {
+            let mut start = 0usize;
+            ends.iter().map(move |end| {
+                let run = start..*end as usize;
+                start = *end as usize;
+                run
+            })
+        };
+        for (account, run) in self.accounts.iter().zip(runs()) {
+            if account.is_placeholder() {
+                continue;
+            }
+            buffer.clear();
+            self.account_record(account, &mut buffer);
+            f(&buffer)?;
+            for entry in &grouped[run] {
+                let (pan_hash, card) = entry.expect("every slot of a run is filled");
+                buffer.clear();
+                self.card_record(pan_hash, card, &mut buffer);
+                canonical_to_grouped(&mut buffer);
+                f(&buffer)?;
+            }
+            for hold_id in &account.holds {
+                buffer.clear();
+                self.hold_record(hold_id, &self.holds[hold_id], &mut buffer);
+                canonical_to_grouped(&mut buffer);
+                f(&buffer)?;
+            }
+        }
+        for (account, run) in self.accounts.iter().zip(runs()) {
+            if account.is_placeholder() {
+                for entry in &grouped[run] {
+                    let (pan_hash, card) = entry.expect("every slot of a run is filled");
+                    buffer.clear();
+                    self.card_record(pan_hash, card, &mut buffer);
+                    f(&buffer)?;
+                }
+            }
+        }
+        for account in self.accounts.iter().filter(|a| a.is_placeholder()) {
+            for hold_id in &account.holds {
+                buffer.clear();
+                self.hold_record(hold_id, &self.holds[hold_id], &mut buffer);
+                f(&buffer)?;
+            }
+        }
+        for (hold_id, marker) in &self.cleared {
+            buffer.clear();
+            self.cleared_record(hold_id, marker, &mut buffer);
+            f(&buffer)?;
+        }
+        Ok(())
+    }
+
     fn account_record(&self, account: &Account, b: &mut Vec<u8>) {
         b.push(b'A');
-        put_text(b, &account.id);
+        put_text(b, account.id());
         b.extend_from_slice(&account.version.0.to_be_bytes());
         b.push(account.status as u8);
         b.extend_from_slice(&account.currency.code().to_be_bytes());
@@ -892,7 +1057,7 @@ impl State {
     fn card_record(&self, pan_hash: &PanHash, card: &Card, b: &mut Vec<u8>) {
         b.push(b'C');
         b.extend_from_slice(&pan_hash.0);
-        put_text(b, &self.accounts[card.account.0 as usize].id);
+        put_text(b, self.accounts[card.account.0 as usize].id());
         put_text(b, self.arena_text(card.card_id));
         b.extend_from_slice(&card.version.0.to_be_bytes());
         b.extend_from_slice(&card.expiry.to_yymm());
@@ -905,7 +1070,7 @@ impl State {
     fn hold_record(&self, hold_id: &HoldId, hold: &Hold, b: &mut Vec<u8>) {
         b.push(b'H');
         b.extend_from_slice(&hold_id.0);
-        put_text(b, &self.accounts[hold.account.0 as usize].id);
+        put_text(b, self.accounts[hold.account.0 as usize].id());
         b.push(hold.parts);
         b.push(u8::from(hold.cleared));
         b.extend_from_slice(&hold.decline_code.0);
@@ -919,7 +1084,7 @@ impl State {
     fn cleared_record(&self, hold_id: &HoldId, marker: &Cleared, b: &mut Vec<u8>) {
         b.push(b'X');
         b.extend_from_slice(&hold_id.0);
-        put_text(b, &self.accounts[marker.account.0 as usize].id);
+        put_text(b, self.accounts[marker.account.0 as usize].id());
         b.extend_from_slice(&marker.retain_until.0.to_be_bytes());
     }
 
@@ -927,8 +1092,12 @@ impl State {
     /// a snapshot restore.
     pub fn assert_invariants(&self) {
         assert_eq!(self.accounts.len(), self.account_index.len());
-        for (id, index) in &self.account_index {
-            assert_eq!(&self.accounts[index.0 as usize].id, id);
+        for (i, account) in self.accounts.iter().enumerate() {
+            assert_eq!(
+                self.find_account(account.id()),
+                Some(AccountIndex(i as u32)),
+                "every account is indexed by its id, once"
+            );
         }
         let mut linked = 0usize;
         for (i, account) in self.accounts.iter().enumerate() {
@@ -972,13 +1141,14 @@ impl State {
         &mut self,
         account: RestoredAccount<'_>,
         check: &mut RecordCheck<'_>,
-    ) -> Result<(), &'static str> {
-        if self.account_index.contains_key(account.id) {
-            return Err("duplicate account record");
-        }
+    ) -> Result<AccountIndex, &'static str> {
+        let known = self.accounts.len();
         let index = self
             .intern_account(account.id)
             .map_err(|_| "too many accounts")?;
+        if (index.0 as usize) < known {
+            return Err("duplicate account record");
+        }
         let slot = &mut self.accounts[index.0 as usize];
         slot.version = account.version;
         slot.status = account.status;
@@ -990,7 +1160,7 @@ impl State {
         }
         check.scratch.clear();
         self.account_record(&self.accounts[index.0 as usize], check.scratch);
-        check.verify()
+        check.verify().map(|()| index)
     }
 
     pub(crate) fn restore_card(
@@ -1001,9 +1171,7 @@ impl State {
         if self.cards.contains_key(&card.pan_hash) {
             return Err("duplicate card record");
         }
-        let account = self
-            .intern_account(card.account_id)
-            .map_err(|_| "too many accounts")?;
+        let account = self.restored_account(card.account)?;
         let key_set = self
             .intern_key_set(card.key_set)
             .map_err(|_| "too many key sets")?;
@@ -1029,7 +1197,7 @@ impl State {
     pub(crate) fn restore_hold(
         &mut self,
         hold_id: HoldId,
-        account_id: &str,
+        account: RestoredAccountRef<'_>,
         mut hold: Hold,
         check: &mut RecordCheck<'_>,
     ) -> Result<(), &'static str> {
@@ -1039,9 +1207,7 @@ impl State {
         if hold.parts == 0 || hold.parts & !parts::ALL != 0 {
             return Err("hold record with invalid parts");
         }
-        let account = self
-            .intern_account(account_id)
-            .map_err(|_| "too many accounts")?;
+        let account = self.restored_account(account)?;
         hold.account = account;
         link_hold(&mut self.accounts[account.0 as usize].holds, hold_id);
         self.hold_retirement
@@ -1077,6 +1243,28 @@ impl State {
         check.verify()
     }
 
+    /// The account a grouped record belongs to (its group's), or the one a canonical record names.
+    fn restored_account(
+        &mut self,
+        account: RestoredAccountRef<'_>,
+    ) -> Result<AccountIndex, &'static str> {
+        match account {
+            RestoredAccountRef::Group(index) => {
+                if (index.0 as usize) < self.accounts.len() {
+                    Ok(index)
+                } else {
+                    Err("grouped record outside an account group")
+                }
+            }
+            RestoredAccountRef::Id(id) => self.intern_account(id).map_err(|_| "too many accounts"),
+        }
+    }
+
+    /// The id of an account, for the snapshot reader (a grouped record's account).
+    pub(crate) fn account_id_text(&self, index: AccountIndex) -> &str {
+        self.accounts[index.0 as usize].id()
+    }
+
     pub(crate) fn restore_watermark(&mut self, watermark: UnixSeconds) {
         self.watermark = watermark;
     }
@@ -1109,9 +1297,18 @@ pub(crate) struct RestoredAccount<'a> {
     pub posted_balance: AmountMinor,
 }
 
+/// How a restored record names its account.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RestoredAccountRef<'a> {
+    /// Grouped record: the account of the group it is in.
+    Group(AccountIndex),
+    /// Canonical record: the account id it carries.
+    Id(&'a str),
+}
+
 pub(crate) struct RestoredCard<'a> {
     pub pan_hash: PanHash,
-    pub account_id: &'a str,
+    pub account: RestoredAccountRef<'a>,
     pub card_id: &'a str,
     pub version: Version,
     pub expiry: CardExpiry,
@@ -1128,6 +1325,48 @@ fn link_hold(holds: &mut Vec<HoldId>, hold_id: HoldId) {
         holds.reserve_exact(1);
     }
     holds.push(hold_id);
+}
+
+/// Bytes between the tag and the account id in the canonical record of a kind that snapshots
+/// group by account (`C` card: the PAN hash; `H` hold: the hold id).
+pub(crate) fn grouped_key_len(canonical_tag: u8) -> Option<usize> {
+    match canonical_tag {
+        b'C' => Some(32),
+        b'H' => Some(16),
+        _ => None,
+    }
+}
+
+/// `C`/`H` canonical record → `c`/`h` grouped record (the account id cut out).
+fn canonical_to_grouped(b: &mut Vec<u8>) {
+    let key = grouped_key_len(b[0]).expect("only cards and holds are grouped");
+    let at = 1 + key;
+    let len = u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes")) as usize;
+    b.drain(at..at + 4 + len);
+    b[0] = b[0].to_ascii_lowercase();
+}
+
+/// `c`/`h` grouped record + its group's account id → the canonical `C`/`H` record, in `out`.
+/// `None` when the record is not a grouped kind or is shorter than its key.
+pub(crate) fn grouped_to_canonical(
+    grouped: &[u8],
+    account_id: &str,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let tag = grouped.first()?.to_ascii_uppercase();
+    if grouped[0] == tag {
+        return None;
+    }
+    let at = 1 + grouped_key_len(tag)?;
+    if grouped.len() < at {
+        return None;
+    }
+    out.clear();
+    out.push(tag);
+    out.extend_from_slice(&grouped[1..at]);
+    put_text(out, account_id);
+    out.extend_from_slice(&grouped[at..]);
+    Some(())
 }
 
 fn put_text(b: &mut Vec<u8>, text: &str) {
