@@ -425,7 +425,10 @@ pub(crate) fn encode_new<S: FieldSource>(src: &S, dialect: &Dialect) -> Result<B
         return Ok(out.freeze());
     }
     let size = measure(src, dialect)?;
-    let mut out = BytesMut::zeroed(size);
+    // Not `BytesMut::zeroed`: that is `calloc`, which glibc serves without its thread cache
+    // (about 200 instructions more per message than `malloc` and a short `memset`).
+    let mut out = BytesMut::with_capacity(size);
+    out.resize(size, 0);
     write(
         src,
         dialect,
