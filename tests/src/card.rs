@@ -51,7 +51,7 @@ fn xor8(a: [u8; 8], b: &[u8]) -> [u8; 8] {
 
 /// ISO/IEC 9797-1 MAC algorithm 3 (retail MAC) over already padded data.
 fn retail_mac(key: &[u8; 16], padded: &[u8]) -> [u8; 8] {
-    debug_assert!(padded.len() % 8 == 0 && !padded.is_empty());
+    debug_assert!(padded.len().is_multiple_of(8) && !padded.is_empty());
     let mut h = [0u8; 8];
     for block in padded.chunks(8) {
         h = des_enc(&key[..8], xor8(h, block));

@@ -248,6 +248,9 @@ impl Kind {
     }
 }
 
+/// The DE 55 tags a card sent, and which card (index in the population) sent them.
+pub type ChipSent = (usize, Vec<(u32, Vec<u8>)>);
+
 /// An authorization the issuer approved, kept for later reversals and repeats.
 #[derive(Clone)]
 struct Approved {
@@ -259,7 +262,7 @@ struct Approved {
     currency: &'static str,
     approval_code: Vec<u8>,
     /// The card's DE 55 tags, so the ARPC of a repeat's answer can be checked too.
-    chip: Option<(usize, Vec<(u32, Vec<u8>)>)>,
+    chip: Option<ChipSent>,
 }
 
 /// A generated request and what the simulator needs to check its answer.
@@ -267,7 +270,7 @@ pub struct Sent {
     pub kind: Kind,
     pub frame: Bytes,
     /// The card and the DE 55 tags it sent, when the answer must carry a checkable ARPC.
-    pub chip: Option<(usize, Vec<(u32, Vec<u8>)>)>,
+    pub chip: Option<ChipSent>,
     /// For a repeat: the DE 38 the first answer carried (the repeat must get it again).
     pub first_approval_code: Option<Vec<u8>>,
     /// An 0100 whose approval may later be reversed or repeated.
@@ -526,14 +529,14 @@ impl Traffic {
             .first_approval_code
             .as_ref()
             .map(|first| code == *b"00" && answer.field(38) == Some(first.as_slice()));
-        if code == *b"00" {
-            if let (Some(mut a), Some(de38)) = (sent.reversible, answer.field(38)) {
-                a.approval_code = de38.to_vec();
-                if self.approved.len() == APPROVED_KEPT {
-                    self.approved.pop_front();
-                }
-                self.approved.push_back(a);
+        if code == *b"00"
+            && let (Some(mut a), Some(de38)) = (sent.reversible, answer.field(38))
+        {
+            a.approval_code = de38.to_vec();
+            if self.approved.len() == APPROVED_KEPT {
+                self.approved.pop_front();
             }
+            self.approved.push_back(a);
         }
         Checked {
             response_code: code,
