@@ -3,6 +3,7 @@
 //! instructions per message independent of other load.
 //!
 //! cargo run --release -p iso8583 --example throughput -- roundtrip ascii 2000000
+//! (modes: decode, encode, roundtrip, convert = decode then encode in the other dialect)
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -22,6 +23,12 @@ fn main() {
         .get(3)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000);
+    let other = Dialect::builtin(if dialect.name() == "ascii" {
+        "mastercard"
+    } else {
+        "ascii"
+    })
+    .expect("dialect");
     let builders = samples::mix();
     let frames: Vec<Bytes> = builders
         .iter()
@@ -34,6 +41,13 @@ fn main() {
             "decode" => {
                 for f in &frames {
                     black_box(Message::decode(&dialect, black_box(f.clone())).unwrap());
+                }
+            }
+            "convert" => {
+                // Decode, then encode in the other built-in dialect (the field-by-field writer).
+                for f in &frames {
+                    let m = Message::decode(&dialect, black_box(f.clone())).unwrap();
+                    black_box(m.encode(&other).unwrap());
                 }
             }
             "encode" => {
