@@ -90,7 +90,7 @@ fn bench(c: &mut Criterion) {
             .iter()
             .filter(|f| {
                 let m = Message::decode(&dialect, (*f).clone()).unwrap();
-                m.mti().as_u16() % 100 == 0
+                m.mti().as_u16().is_multiple_of(100)
             })
             .cloned()
             .collect();
