@@ -559,49 +559,68 @@ pub fn read<R: Read>(r: R) -> Result<(State, ResumeOffsets, Header), SnapshotErr
 
 /// [`read`] with a ledger configuration.
 ///
-/// Two threads: this one decompresses, decodes and restores; a second one hashes the canonical
-/// records (SHA-256 each, the state hash's cost) in batches handed over through a bounded
-/// channel, so that at most [`HASH_BATCHES`] batches of [`HASH_BATCH_BYTES`] exist at once.
+/// Two threads, in a pipeline: this one reads, decompresses and checks the body's framing,
+/// order and checksums and hashes every canonical record (SHA-256 each, the state hash's
+/// cost); a second one decodes the records and rebuilds the state. They hand records over in
+/// batches through a bounded channel (at most [`BATCHES`] batches of about [`BATCH_BYTES`]
+/// exist at once). The first error in file order is the one reported.
 pub fn read_with_config<R: Read>(
     r: R,
     config: LedgerConfig,
 ) -> Result<(State, ResumeOffsets, Header), SnapshotError> {
     let mut r = BufReader::with_capacity(1 << 16, r);
     let (header, offsets) = decode_header(&mut r)?;
-    let (to_hasher, batches) = mpsc::sync_channel::<Vec<u8>>(HASH_BATCHES);
-    let (recycle, recycled) = mpsc::sync_channel::<Vec<u8>>(HASH_BATCHES + 2);
-    let (state, sum) = std::thread::scope(|scope| {
-        let hasher = scope.spawn(move || {
-            let mut sum = LaneSum::default();
-            for batch in batches {
-                let mut rest = batch.as_slice();
-                while let Some((len, tail)) = rest.split_first_chunk::<4>() {
-                    let len = u32::from_be_bytes(*len) as usize;
-                    sum.add(&tail[..len]);
-                    rest = &tail[len..];
-                }
-                // The reader may be gone (an error): then the batch is simply dropped.
-                let _ = recycle.try_send(batch);
-            }
-            sum
-        });
-        let mut feed = HashFeed {
-            to_hasher,
+    // Reserve at most what a plausible header asks for; the body is checked against it anyway.
+    let reserve = (
+        usize::try_from(header.counts.accounts.min(1 << 27)).unwrap_or(0),
+        usize::try_from(header.counts.cards.min(1 << 27)).unwrap_or(0),
+    );
+    let (to_restorer, batches) = mpsc::sync_channel::<Vec<u8>>(BATCHES);
+    let (recycle, recycled) = mpsc::sync_channel::<Vec<u8>>(BATCHES + 2);
+    let (scanned, restored) = std::thread::scope(|scope| {
+        let restorer = scope.spawn(move || restore_batches(batches, recycle, config, reserve));
+        let mut feed = Feed {
+            to_restorer,
             recycled,
-            batch: Vec::with_capacity(HASH_BATCH_BYTES + RECORD_LEN_MAX as usize),
+            batch: Vec::with_capacity(BATCH_BYTES + RECORD_LEN_MAX as usize + 8),
         };
-        let state = read_body(r, &header, config, &mut feed);
-        let feed_ok = feed.flush();
+        let mut scanned = scan_body(r, &header, &mut feed);
+        if !feed.flush() && scanned.is_ok() {
+            scanned = Err(None);
+        }
         drop(feed);
-        let sum = match hasher.join() {
-            Ok(sum) => sum,
+        let restored = match restorer.join() {
+            Ok(restored) => restored,
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        let state = state?;
-        assert!(feed_ok, "the hasher thread runs until the feed is dropped");
-        Ok::<_, SnapshotError>((state, sum))
-    })?;
-    let mut state = state;
+        (scanned, restored)
+    });
+    // The restorer only saw records the scanner passed on before any error of its own: its
+    // error is the earlier one. `Err(None)`: the scanner stopped because the restorer did.
+    let (mut state, body) = restored?;
+    let sum = match scanned {
+        Ok(sum) => sum,
+        Err(Some(error)) => return Err(error),
+        Err(None) => unreachable!("the restorer stops early only on an error"),
+    };
+    for (kind, h, b) in [
+        ("accounts", header.counts.accounts, body.accounts),
+        ("cards", header.counts.cards, body.cards),
+        ("holds", header.counts.holds, body.holds),
+        (
+            "cleared markers",
+            header.counts.cleared_markers,
+            body.cleared_markers,
+        ),
+    ] {
+        if h != b {
+            return Err(SnapshotError::CountMismatch {
+                kind,
+                header: h,
+                body: b,
+            });
+        }
+    }
     state.restore_watermark(header.watermark);
     // The hash of the records read, each of which the restored state encodes back to exactly:
     // so this is the hash of the restored state, computed in one pass while the data is hot.
@@ -622,28 +641,28 @@ pub fn read_with_config<R: Read>(
     Ok((state, offsets, header))
 }
 
-/// Canonical records on their way to the hasher thread: `u32 BE length, bytes`, repeated.
-const HASH_BATCH_BYTES: usize = 1 << 18;
+/// Records on their way to the restorer: `u8 grouped (0/1), u32 BE length, canonical bytes`.
+const BATCH_BYTES: usize = 1 << 18;
 /// Batches in flight (bounds the memory of the hand-over to ~2 MiB).
-const HASH_BATCHES: usize = 6;
+const BATCHES: usize = 6;
 
-struct HashFeed {
-    to_hasher: mpsc::SyncSender<Vec<u8>>,
+struct Feed {
+    to_restorer: mpsc::SyncSender<Vec<u8>>,
     recycled: mpsc::Receiver<Vec<u8>>,
     batch: Vec<u8>,
 }
 
-impl HashFeed {
-    fn push(&mut self, canonical: &[u8]) {
+impl Feed {
+    /// `false` if the restorer is gone (it stops early only on an error).
+    fn push(&mut self, grouped: bool, canonical: &[u8]) -> bool {
         let len = u32::try_from(canonical.len()).expect("records are at most 64 KiB");
+        self.batch.push(u8::from(grouped));
         self.batch.extend_from_slice(&len.to_be_bytes());
         self.batch.extend_from_slice(canonical);
-        if self.batch.len() >= HASH_BATCH_BYTES {
-            self.flush();
-        }
+        self.batch.len() < BATCH_BYTES || self.flush()
     }
 
-    /// Hands the batch over; `false` if the hasher is gone (it only stops when the feed drops).
+    /// Hands the batch over; `false` if the restorer is gone.
     fn flush(&mut self) -> bool {
         if self.batch.is_empty() {
             return true;
@@ -651,54 +670,105 @@ impl HashFeed {
         let mut next = self
             .recycled
             .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(HASH_BATCH_BYTES + RECORD_LEN_MAX as usize));
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES + RECORD_LEN_MAX as usize + 8));
         next.clear();
         let full = std::mem::replace(&mut self.batch, next);
-        self.to_hasher.send(full).is_ok()
+        self.to_restorer.send(full).is_ok()
     }
 }
 
-/// Reads the body (and the trailer) into a new state; canonical records go to `feed`.
-fn read_body<B: BufRead>(
+/// The restorer thread: rebuilds the state from the scanner's canonical records.
+fn restore_batches(
+    batches: mpsc::Receiver<Vec<u8>>,
+    recycle: mpsc::SyncSender<Vec<u8>>,
+    config: LedgerConfig,
+    (accounts, cards): (usize, usize),
+) -> Result<(State, RecordCounts), SnapshotError> {
+    let mut state = State::new(config);
+    state.reserve(accounts, cards);
+    let mut counts = RecordCounts::default();
+    let mut group: Option<AccountIndex> = None;
+    let mut index = 0u64;
+    let mut scratch = Vec::with_capacity(512);
+    for batch in batches {
+        let mut rest = batch.as_slice();
+        while let Some((&grouped, tail)) = rest.split_first() {
+            let (len, tail) = tail
+                .split_first_chunk::<4>()
+                .expect("the scanner frames every record");
+            let (record, tail) = tail.split_at(u32::from_be_bytes(*len) as usize);
+            rest = tail;
+            let mut c = Cursor {
+                bytes: &record[1..],
+                record: index,
+            };
+            let mut check = RecordCheck {
+                record,
+                scratch: &mut scratch,
+            };
+            let in_group = group.filter(|_| grouped != 0);
+            match record[0] {
+                b'A' => {
+                    counts.accounts += 1;
+                    group = Some(restore_account(&mut state, &mut c, &mut check)?);
+                }
+                b'C' => {
+                    counts.cards += 1;
+                    restore_card(&mut state, &mut c, in_group, &mut check)?;
+                }
+                b'H' => {
+                    counts.holds += 1;
+                    restore_hold(&mut state, &mut c, in_group, &mut check)?;
+                }
+                b'X' => {
+                    counts.cleared_markers += 1;
+                    restore_cleared(&mut state, &mut c, &mut check)?;
+                }
+                _ => unreachable!("the scanner passes on only known canonical tags"),
+            }
+            c.finish()?;
+            index += 1;
+        }
+        // The scanner may be gone (an error): then the batch is simply dropped.
+        let _ = recycle.try_send(batch);
+    }
+    Ok((state, counts))
+}
+
+/// The scanner: reads the body and the trailer, checks framing, kind order, counts and
+/// checksums, hashes the canonical records and passes them on. `Err(None)`: the restorer
+/// stopped (its error is the one to report).
+fn scan_body<B: BufRead>(
     r: B,
     header: &Header,
-    config: LedgerConfig,
-    feed: &mut HashFeed,
-) -> Result<State, SnapshotError> {
+    feed: &mut Feed,
+) -> Result<LaneSum, Option<SnapshotError>> {
     let total = header.counts.accounts as u128
         + header.counts.cards as u128
         + header.counts.holds as u128
         + header.counts.cleared_markers as u128;
-    let mut state = State::new(config);
-    // Reserve at most what a plausible header asks for; the body is checked against it anyway.
-    state.reserve(
-        usize::try_from(header.counts.accounts.min(1 << 27)).unwrap_or(0),
-        usize::try_from(header.counts.cards.min(1 << 27)).unwrap_or(0),
-    );
     let frame = ChecksummedBufRead { inner: r, crc: 0 };
     let decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(body_error)?;
     let mut decoder = BufReader::with_capacity(1 << 17, decoder.single_frame());
-    let mut body = BodyDecoder {
-        state: &mut state,
+    let mut scan = Scanner {
         feed,
-        counts: RecordCounts::default(),
+        sum: LaneSum::default(),
         crc: 0,
         index: 0,
         kind_rank: 0,
         group: None,
         canonical: Vec::with_capacity(512),
-        scratch: Vec::with_capacity(512),
         total,
     };
     let mut record = Vec::with_capacity(512);
     loop {
-        // Fast path: the whole record is in the reader's buffer; decode it in place.
+        // Fast path: the whole record is in the reader's buffer; scan it in place.
         let buffered = decoder.fill_buf().map_err(body_error)?;
         if let Some((len, rest)) = buffered.split_first_chunk::<4>() {
             let len = u32::from_be_bytes(*len);
-            check_record_len(len, body.index)?;
+            check_record_len(len, scan.index)?;
             if rest.len() >= len as usize {
-                let done = body.record(&rest[..len as usize])?;
+                let done = scan.record(&rest[..len as usize])?;
                 decoder.consume(4 + len as usize);
                 if done {
                     break;
@@ -709,27 +779,27 @@ fn read_body<B: BufRead>(
         let mut len = [0u8; 4];
         read_exact_or(&mut decoder, &mut len, "body")?;
         let len = u32::from_be_bytes(len);
-        check_record_len(len, body.index)?;
+        check_record_len(len, scan.index)?;
         record.resize(len as usize, 0);
         read_exact_or(&mut decoder, &mut record, "body")?;
-        if body.record(&record)? {
+        if scan.record(&record)? {
             break;
         }
     }
-    let counts = body.counts;
-    let index = body.index;
+    let index = scan.index;
+    let sum = scan.sum;
     // The frame must end right after the end record: reading to its end makes zstd verify its
     // content checksum. Then nothing may follow the frame.
     let mut probe = [0u8; 1];
     match decoder.read(&mut probe) {
         Ok(0) => {}
         Ok(_) => {
-            return Err(SnapshotError::RecordInvalid {
+            return Err(Some(SnapshotError::RecordInvalid {
                 record: index,
                 reason: "data after the end record",
-            });
+            }));
         }
-        Err(e) => return Err(body_error(e)),
+        Err(e) => return Err(Some(body_error(e))),
     }
     let frame = decoder.into_inner().finish();
     let computed = frame.crc;
@@ -738,30 +808,12 @@ fn read_body<B: BufRead>(
     read_exact_or(&mut rest, &mut stored, "trailer")?;
     let stored = u32::from_be_bytes(stored);
     if stored != computed {
-        return Err(SnapshotError::BodyChecksum { stored, computed });
+        return Err(Some(SnapshotError::BodyChecksum { stored, computed }));
     }
     if !rest.fill_buf().map_err(SnapshotError::Io)?.is_empty() {
-        return Err(SnapshotError::TrailingBytes);
+        return Err(Some(SnapshotError::TrailingBytes));
     }
-    for (kind, h, b) in [
-        ("accounts", header.counts.accounts, counts.accounts),
-        ("cards", header.counts.cards, counts.cards),
-        ("holds", header.counts.holds, counts.holds),
-        (
-            "cleared markers",
-            header.counts.cleared_markers,
-            counts.cleared_markers,
-        ),
-    ] {
-        if h != b {
-            return Err(SnapshotError::CountMismatch {
-                kind,
-                header: h,
-                body: b,
-            });
-        }
-    }
-    Ok(state)
+    Ok(sum)
 }
 
 fn check_record_len(len: u32, index: u64) -> Result<(), SnapshotError> {
@@ -774,28 +826,29 @@ fn check_record_len(len: u32, index: u64) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// Decodes body records one at a time into the state.
-struct BodyDecoder<'s> {
-    state: &'s mut State,
-    feed: &'s mut HashFeed,
-    counts: RecordCounts,
+/// The scanner's state over the body records.
+struct Scanner<'f> {
+    feed: &'f mut Feed,
+    sum: LaneSum,
     crc: u32,
     index: u64,
     kind_rank: u8,
-    /// The account of the current group (the last `A` record).
-    group: Option<AccountIndex>,
+    /// The id of the current group's account (from the last `A` record); `None` before the
+    /// first, or when that record is too short to carry one (the restorer rejects it).
+    group: Option<Vec<u8>>,
     canonical: Vec<u8>,
-    scratch: Vec<u8>,
     total: u128,
 }
 
-impl BodyDecoder<'_> {
-    /// Decodes one record; `Ok(true)` after the end record.
-    fn record(&mut self, record: &[u8]) -> Result<bool, SnapshotError> {
+impl Scanner<'_> {
+    /// Scans one record; `Ok(true)` after the end record.
+    fn record(&mut self, record: &[u8]) -> Result<bool, Option<SnapshotError>> {
         let index = self.index;
-        let invalid = |reason| SnapshotError::RecordInvalid {
-            record: index,
-            reason,
+        let invalid = |reason| {
+            Some(SnapshotError::RecordInvalid {
+                record: index,
+                reason,
+            })
         };
         let tag = record[0];
         if tag == b'E' {
@@ -807,26 +860,26 @@ impl BodyDecoder<'_> {
             let stored = c.u32()?;
             c.finish()?;
             if stored != self.crc {
-                return Err(SnapshotError::BodyChecksum {
+                return Err(Some(SnapshotError::BodyChecksum {
                     stored,
                     computed: self.crc,
-                });
+                }));
             }
             if u128::from(count) != u128::from(index) || u128::from(index) != self.total {
-                return Err(SnapshotError::CountMismatch {
+                return Err(Some(SnapshotError::CountMismatch {
                     kind: "records",
                     header: self.total as u64,
                     body: index,
-                });
+                }));
             }
             return Ok(true);
         }
         if u128::from(index) >= self.total {
-            return Err(SnapshotError::CountMismatch {
+            return Err(Some(SnapshotError::CountMismatch {
                 kind: "records",
                 header: self.total as u64,
                 body: index + 1,
-            });
+            }));
         }
         self.crc = crc32c::crc32c_append(self.crc, record);
         let rank = match tag {
@@ -840,53 +893,34 @@ impl BodyDecoder<'_> {
             return Err(invalid("records out of kind order"));
         }
         self.kind_rank = rank;
-        // The canonical bytes (what the state hash covers): grouped records get their group's
-        // account id back.
-        let canonical: &[u8] = if matches!(tag, b'c' | b'h') {
-            let group = self
+        let grouped = matches!(tag, b'c' | b'h');
+        let canonical: &[u8] = if grouped {
+            let account_id = self
                 .group
+                .as_deref()
                 .ok_or_else(|| invalid("grouped record outside an account group"))?;
-            let account_id = self.state.account_id_text(group);
             grouped_to_canonical(record, account_id, &mut self.canonical)
                 .ok_or_else(|| invalid("record shorter than its fields"))?;
             &self.canonical
         } else {
+            if tag == b'A' {
+                self.group = account_record_id(record).map(<[u8]>::to_vec);
+            }
             record
         };
-        self.feed.push(canonical);
-        let mut c = Cursor {
-            bytes: &canonical[1..],
-            record: index,
-        };
-        let mut check = RecordCheck {
-            record: canonical,
-            scratch: &mut self.scratch,
-        };
-        let state = &mut *self.state;
-        match tag {
-            b'A' => {
-                self.counts.accounts += 1;
-                self.group = Some(restore_account(state, &mut c, &mut check)?);
-            }
-            b'c' | b'C' => {
-                self.counts.cards += 1;
-                let group = self.group.filter(|_| tag == b'c');
-                restore_card(state, &mut c, group, &mut check)?;
-            }
-            b'h' | b'H' => {
-                self.counts.holds += 1;
-                let group = self.group.filter(|_| tag == b'h');
-                restore_hold(state, &mut c, group, &mut check)?;
-            }
-            _ => {
-                self.counts.cleared_markers += 1;
-                restore_cleared(state, &mut c, &mut check)?;
-            }
+        self.sum.add(canonical);
+        if !self.feed.push(grouped, canonical) {
+            return Err(None);
         }
-        c.finish()?;
         self.index += 1;
         Ok(false)
     }
+}
+
+/// The account id of an `A` record (`None` if the record is too short to hold it).
+fn account_record_id(record: &[u8]) -> Option<&[u8]> {
+    let (len, rest) = record.get(1..)?.split_first_chunk::<4>()?;
+    rest.get(..u32::from_be_bytes(*len) as usize)
 }
 
 fn restore_account(

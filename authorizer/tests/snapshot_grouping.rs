@@ -244,3 +244,27 @@ fn a_forged_grouped_body_restores_then_fails_only_on_the_hash() {
         other => panic!("expected a duplicate, got {:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn the_first_error_in_file_order_is_reported() {
+    // Record 0 is a bad account (found by the restoring thread); the end record then disagrees
+    // with the header's counts (found by the scanning thread). The earlier one wins.
+    let mut bad_status = account_record("acc-1");
+    bad_status[1 + 4 + 5 + 8] = 9;
+    let file = forge(&[bad_status], [2, 0, 0, 0]);
+    match snapshot::read(&file[..]) {
+        Err(SnapshotError::RecordInvalid { record: 0, reason }) => {
+            assert_eq!(reason, "account status")
+        }
+        other => panic!("expected the record-0 error, got {:?}", other.map(|_| ())),
+    }
+    let file = forge(&[account_record("acc-1")], [2, 0, 0, 0]);
+    assert!(matches!(
+        snapshot::read(&file[..]),
+        Err(SnapshotError::CountMismatch {
+            kind: "records",
+            header: 2,
+            body: 1
+        })
+    ));
+}

@@ -547,9 +547,12 @@ impl State {
     }
 
     fn arena_text(&self, text: ArenaText) -> &str {
+        std::str::from_utf8(self.arena_bytes(text)).expect("the arena holds whole UTF-8 strings")
+    }
+
+    fn arena_bytes(&self, text: ArenaText) -> &[u8] {
         let start = text.offset as usize;
-        let bytes = &self.card_id_arena[start..start + usize::from(text.len)];
-        std::str::from_utf8(bytes).expect("the arena holds whole UTF-8 strings")
+        &self.card_id_arena[start..start + usize::from(text.len)]
     }
 
     fn intern_account(&mut self, account_id: &str) -> Result<AccountIndex, EventError> {
@@ -1046,7 +1049,7 @@ impl State {
 
     fn account_record(&self, account: &Account, b: &mut Vec<u8>) {
         b.push(b'A');
-        put_text(b, account.id());
+        put_text(b, account.id.as_bytes());
         b.extend_from_slice(&account.version.0.to_be_bytes());
         b.push(account.status as u8);
         b.extend_from_slice(&account.currency.code().to_be_bytes());
@@ -1057,20 +1060,20 @@ impl State {
     fn card_record(&self, pan_hash: &PanHash, card: &Card, b: &mut Vec<u8>) {
         b.push(b'C');
         b.extend_from_slice(&pan_hash.0);
-        put_text(b, self.accounts[card.account.0 as usize].id());
-        put_text(b, self.arena_text(card.card_id));
+        put_text(b, self.accounts[card.account.0 as usize].id.as_bytes());
+        put_text(b, self.arena_bytes(card.card_id));
         b.extend_from_slice(&card.version.0.to_be_bytes());
         b.extend_from_slice(&card.expiry.to_yymm());
         b.push(card.psn.0);
         b.push(card.status as u8);
-        put_text(b, &self.key_sets[usize::from(card.key_set)]);
+        put_text(b, self.key_sets[usize::from(card.key_set)].as_bytes());
         b.extend_from_slice(&card.last4);
     }
 
     fn hold_record(&self, hold_id: &HoldId, hold: &Hold, b: &mut Vec<u8>) {
         b.push(b'H');
         b.extend_from_slice(&hold_id.0);
-        put_text(b, self.accounts[hold.account.0 as usize].id());
+        put_text(b, self.accounts[hold.account.0 as usize].id.as_bytes());
         b.push(hold.parts);
         b.push(u8::from(hold.cleared));
         b.extend_from_slice(&hold.decline_code.0);
@@ -1084,7 +1087,7 @@ impl State {
     fn cleared_record(&self, hold_id: &HoldId, marker: &Cleared, b: &mut Vec<u8>) {
         b.push(b'X');
         b.extend_from_slice(&hold_id.0);
-        put_text(b, self.accounts[marker.account.0 as usize].id());
+        put_text(b, self.accounts[marker.account.0 as usize].id.as_bytes());
         b.extend_from_slice(&marker.retain_until.0.to_be_bytes());
     }
 
@@ -1168,9 +1171,6 @@ impl State {
         card: RestoredCard<'_>,
         check: &mut RecordCheck<'_>,
     ) -> Result<(), &'static str> {
-        if self.cards.contains_key(&card.pan_hash) {
-            return Err("duplicate card record");
-        }
         let account = self.restored_account(card.account)?;
         let key_set = self
             .intern_key_set(card.key_set)
@@ -1188,7 +1188,14 @@ impl State {
             last4: card.last4,
             version: card.version,
         };
-        self.cards.insert(card.pan_hash, stored);
+        match self.cards.entry(card.pan_hash) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                return Err("duplicate card record");
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(stored);
+            }
+        }
         check.scratch.clear();
         self.card_record(&card.pan_hash, &stored, check.scratch);
         check.verify()
@@ -1258,11 +1265,6 @@ impl State {
             }
             RestoredAccountRef::Id(id) => self.intern_account(id).map_err(|_| "too many accounts"),
         }
-    }
-
-    /// The id of an account, for the snapshot reader (a grouped record's account).
-    pub(crate) fn account_id_text(&self, index: AccountIndex) -> &str {
-        self.accounts[index.0 as usize].id()
     }
 
     pub(crate) fn restore_watermark(&mut self, watermark: UnixSeconds) {
@@ -1350,7 +1352,7 @@ fn canonical_to_grouped(b: &mut Vec<u8>) {
 /// `None` when the record is not a grouped kind or is shorter than its key.
 pub(crate) fn grouped_to_canonical(
     grouped: &[u8],
-    account_id: &str,
+    account_id: &[u8],
     out: &mut Vec<u8>,
 ) -> Option<()> {
     let tag = grouped.first()?.to_ascii_uppercase();
@@ -1369,10 +1371,10 @@ pub(crate) fn grouped_to_canonical(
     Some(())
 }
 
-fn put_text(b: &mut Vec<u8>, text: &str) {
+fn put_text(b: &mut Vec<u8>, text: &[u8]) {
     let len = u32::try_from(text.len()).expect("ids are bounded far below 4 GiB");
     b.extend_from_slice(&len.to_be_bytes());
-    b.extend_from_slice(text.as_bytes());
+    b.extend_from_slice(text);
 }
 
 /// The order-independent sum behind [`StateHash`].
