@@ -756,7 +756,8 @@ fn scan_body<B: BufRead>(
         crc: 0,
         index: 0,
         kind_rank: 0,
-        group: None,
+        in_group: false,
+        group_id: Vec::with_capacity(256),
         canonical: Vec::with_capacity(512),
         total,
     };
@@ -833,9 +834,11 @@ struct Scanner<'f> {
     crc: u32,
     index: u64,
     kind_rank: u8,
-    /// The id of the current group's account (from the last `A` record); `None` before the
-    /// first, or when that record is too short to carry one (the restorer rejects it).
-    group: Option<Vec<u8>>,
+    /// Whether a group is open: after an `A` record long enough to carry its id (a shorter one
+    /// is rejected by the restorer).
+    in_group: bool,
+    /// The id of the current group's account (reused from group to group).
+    group_id: Vec<u8>,
     canonical: Vec<u8>,
     total: u128,
 }
@@ -895,16 +898,22 @@ impl Scanner<'_> {
         self.kind_rank = rank;
         let grouped = matches!(tag, b'c' | b'h');
         let canonical: &[u8] = if grouped {
-            let account_id = self
-                .group
-                .as_deref()
-                .ok_or_else(|| invalid("grouped record outside an account group"))?;
-            grouped_to_canonical(record, account_id, &mut self.canonical)
+            if !self.in_group {
+                return Err(invalid("grouped record outside an account group"));
+            }
+            grouped_to_canonical(record, &self.group_id, &mut self.canonical)
                 .ok_or_else(|| invalid("record shorter than its fields"))?;
             &self.canonical
         } else {
             if tag == b'A' {
-                self.group = account_record_id(record).map(<[u8]>::to_vec);
+                self.group_id.clear();
+                match account_record_id(record) {
+                    Some(id) => {
+                        self.group_id.extend_from_slice(id);
+                        self.in_group = true;
+                    }
+                    None => self.in_group = false,
+                }
             }
             record
         };

@@ -557,17 +557,29 @@ impl State {
 
     fn intern_account(&mut self, account_id: &str) -> Result<AccountIndex, EventError> {
         let hash = account_id_hash(account_id.as_bytes());
-        if let Some(index) = self.find_account_hashed(account_id, hash) {
-            return Ok(index);
-        }
-        if self.accounts.len() >= ACCOUNTS_MAX {
+        let State {
+            account_index,
+            accounts,
+            ..
+        } = self;
+        // One probe: the entry is either the account or the slot for it.
+        let slot = match account_index.entry(
+            hash,
+            |i| accounts[i.0 as usize].id.as_bytes() == account_id.as_bytes(),
+            |i| account_id_hash(accounts[i.0 as usize].id.as_bytes()),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(entry) => return Ok(*entry.get()),
+            hashbrown::hash_table::Entry::Vacant(slot) => slot,
+        };
+        if accounts.len() >= ACCOUNTS_MAX {
             return Err(EventError::CapacityExceeded {
                 what: "accounts",
                 limit: ACCOUNTS_MAX as u64,
             });
         }
-        let index = AccountIndex(self.accounts.len() as u32);
-        self.accounts.push(Account {
+        let index = AccountIndex(accounts.len() as u32);
+        slot.insert(index);
+        accounts.push(Account {
             id: AccountIdText::new(account_id),
             version: Version(0),
             status: AccountStatus::Unknown,
@@ -575,14 +587,6 @@ impl State {
             credit_limit: AmountMinor::ZERO,
             posted_balance: AmountMinor::ZERO,
             holds: Vec::new(),
-        });
-        let State {
-            account_index,
-            accounts,
-            ..
-        } = self;
-        account_index.insert_unique(hash, index, |i| {
-            account_id_hash(accounts[i.0 as usize].id.as_bytes())
         });
         Ok(index)
     }
