@@ -20,8 +20,10 @@ use cryptoki::object::Attribute;
 use hdrhistogram::Histogram;
 use hsm::emv::{IccMkOption, icc_mk_data, left_twice, tag};
 use hsm::pkcs11::{Pkcs11Config, Pkcs11Verifier, derive_des2, find_token_key, login_user};
-use hsm::testing::{TEST_IMK_LABEL, TEST_USER_PIN, TestToken, test_key_sets};
-use hsm::{ArqcOutcome, AuthorisationResponse, CardData, CryptogramVerifier, EmvData, KeySetId};
+use hsm::testing::{PublishedVector, TEST_IMK_LABEL, TEST_USER_PIN, TestToken, test_key_sets};
+use hsm::{
+    ArqcOutcome, AuthorisationResponse, CardData, CryptogramVerifier, EmvData, KeySetId, Profile,
+};
 
 fn vm_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -35,41 +37,14 @@ fn vm_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+/// The published vector of visa-cvn18 (`visa`) or mc-cvn17.
 fn emv(visa: bool) -> EmvData {
-    let h = |s: &str| hex::decode(s).unwrap();
-    let tags: Vec<(u32, Vec<u8>)> = if visa {
-        vec![
-            (tag::ARQC, h("7A788EA6B8A3E733")),
-            (tag::AMOUNT_AUTHORISED, h("000000004000")),
-            (tag::AMOUNT_OTHER, h("000000000000")),
-            (tag::TERMINAL_COUNTRY, h("0124")),
-            (tag::TVR, h("8000048000")),
-            (tag::CURRENCY, h("0124")),
-            (tag::DATE, h("191105")),
-            (tag::TRANSACTION_TYPE, h("01")),
-            (tag::UNPREDICTABLE_NUMBER, h("52BF4585")),
-            (tag::AIP, h("1800")),
-            (tag::ATC, h("001C")),
-            (tag::IAD, h("06011203A0B800")),
-        ]
+    let profile = if visa {
+        Profile::VisaCvn18
     } else {
-        vec![
-            (tag::ARQC, h("EAE8A620A75648D8")),
-            (tag::AMOUNT_AUTHORISED, h("000000009999")),
-            (tag::AMOUNT_OTHER, h("000000000000")),
-            (tag::TERMINAL_COUNTRY, h("0124")),
-            (tag::TVR, h("8000000000")),
-            (tag::CURRENCY, h("0124")),
-            (tag::DATE, h("209906")),
-            (tag::TRANSACTION_TYPE, h("00")),
-            (tag::UNPREDICTABLE_NUMBER, h("ABCDEF12")),
-            (tag::AIP, h("1800")),
-            (tag::ATC, h("001C")),
-            (tag::IAD, h("0111A00003220000000000000000000322FF")),
-        ]
+        Profile::McCvn17
     };
-    let refs: Vec<(u32, &[u8])> = tags.iter().map(|(t, v)| (*t, v.as_slice())).collect();
-    EmvData::from_tags(&refs).unwrap()
+    PublishedVector::of(profile).emv()
 }
 
 #[allow(dead_code)]

@@ -3,115 +3,28 @@
 
 use hsm::emv::tag;
 use hsm::pkcs11::Pkcs11Verifier;
-use hsm::testing::{TEST_IMK_LABEL, TestToken, test_key_sets};
-use hsm::{
-    ArqcOutcome, AuthorisationResponse, CardData, CryptogramVerifier, EmvData, KeySetId, Profile,
+use hsm::testing::{
+    PUBLISHED_VECTORS as VECTORS, PublishedVector, TEST_IMK_LABEL, TestToken, test_key_sets,
 };
+use hsm::{ArqcOutcome, AuthorisationResponse, CardData, CryptogramVerifier, EmvData, KeySetId};
 
-fn h(s: &str) -> Vec<u8> {
-    hex::decode(s).unwrap()
-}
-
-struct Vector {
-    profile: Profile,
-    iad: &'static str,
-    arqc: &'static str,
-    arc: &'static str,
-    csu: &'static str,
-    tag91: &'static str,
-}
-
-/// 9F10 values built from the published CVR/counters with the layouts of `Profile::mac_tail`:
-/// Visa `06 DKI CVN CVR(4)`, M/Chip `DKI CVN CVR(6) DAC(2) counters(8)`.
-const VECTORS: &[Vector] = &[
-    Vector {
-        profile: Profile::VisaCvn10,
-        iad: "06010A03A06010",
-        arqc: "29CCA15AE665FA2E",
-        arc: "3030",
-        csu: "00000000",
-        tag91: "28993816AFAE4AEB3030",
-    },
-    Vector {
-        profile: Profile::VisaCvn18,
-        iad: "06011203A0B800",
-        arqc: "7A788EA6B8A3E733",
-        arc: "3030",
-        csu: "00000000",
-        tag91: "9AF514C100000000",
-    },
-    Vector {
-        profile: Profile::McCvn16,
-        iad: "0110A000032200000000",
-        arqc: "24CCF3DEE3158C70",
-        arc: "0010",
-        csu: "00000000",
-        tag91: "73F6BBF389A6586C0010",
-    },
-    Vector {
-        profile: Profile::McCvn17,
-        iad: "0111A00003220000000000000000000322FF",
-        arqc: "EAE8A620A75648D8",
-        arc: "0010",
-        csu: "00000000",
-        tag91: "29CF11FBDB9CA6500010",
-    },
-    Vector {
-        profile: Profile::McCvn20,
-        iad: "0114A000032200000000",
-        arqc: "CD29615D6452E70E",
-        arc: "0010",
-        csu: "00000000",
-        tag91: "DFD0956606B68D640010",
-    },
-    Vector {
-        profile: Profile::McCvn21,
-        iad: "0115A00003220000000000000000000322FF",
-        arqc: "C30E54BE496CF5E5",
-        arc: "0010",
-        csu: "00000000",
-        tag91: "4F51F9CC63CE8B3C0010",
-    },
-];
-
-fn emv_for(v: &Vector, amount_tweak: bool) -> EmvData {
-    let visa = matches!(v.profile, Profile::VisaCvn10 | Profile::VisaCvn18);
-    let mut amount = if visa {
-        h("000000004000")
-    } else {
-        h("000000009999")
-    };
+fn emv_for(v: &PublishedVector, amount_tweak: bool) -> EmvData {
+    let mut tags = v.tags();
     if amount_tweak {
-        amount[5] ^= 0x01;
+        let amount = tags
+            .iter_mut()
+            .find(|(t, _)| *t == tag::AMOUNT_AUTHORISED)
+            .expect("9F02");
+        amount.1[5] ^= 0x01;
     }
-    let tags: Vec<(u32, Vec<u8>)> = vec![
-        (tag::ARQC, h(v.arqc)),
-        (tag::AMOUNT_AUTHORISED, amount),
-        (tag::AMOUNT_OTHER, h("000000000000")),
-        (tag::TERMINAL_COUNTRY, h("0124")),
-        (tag::TVR, h(if visa { "8000048000" } else { "8000000000" })),
-        (tag::CURRENCY, h("0124")),
-        (tag::DATE, h(if visa { "191105" } else { "209906" })),
-        (tag::TRANSACTION_TYPE, h(if visa { "01" } else { "00" })),
-        (
-            tag::UNPREDICTABLE_NUMBER,
-            h(if visa { "52BF4585" } else { "ABCDEF12" }),
-        ),
-        (tag::AIP, h("1800")),
-        (tag::ATC, h("001C")),
-        (tag::IAD, h(v.iad)),
-    ];
     // Through the BER-TLV reader, as DE 55 would arrive.
     let refs: Vec<(u32, &[u8])> = tags.iter().map(|(t, v)| (*t, v.as_slice())).collect();
     let de55 = hsm::tlv::encode(&refs);
     EmvData::from_tags(&hsm::tlv::parse(&de55).unwrap()).unwrap()
 }
 
-fn response(v: &Vector) -> AuthorisationResponse {
-    AuthorisationResponse {
-        arc: h(v.arc).try_into().unwrap(),
-        csu: h(v.csu).try_into().unwrap(),
-    }
+fn response(v: &PublishedVector) -> AuthorisationResponse {
+    v.response()
 }
 
 #[test]

@@ -5,29 +5,14 @@
 use std::sync::Arc;
 use std::thread;
 
-use hsm::emv::tag;
 use hsm::pkcs11::Pkcs11Verifier;
-use hsm::testing::{TestToken, test_key_sets};
-use hsm::{ArqcOutcome, AuthorisationResponse, CardData, CryptogramVerifier, EmvData, KeySetId};
+use hsm::testing::{PublishedVector, TestToken, test_key_sets};
+use hsm::{
+    ArqcOutcome, AuthorisationResponse, CardData, CryptogramVerifier, EmvData, KeySetId, Profile,
+};
 
 fn visa_cvn18() -> EmvData {
-    let h = |s: &str| hex::decode(s).unwrap();
-    let tags: Vec<(u32, Vec<u8>)> = vec![
-        (tag::ARQC, h("7A788EA6B8A3E733")),
-        (tag::AMOUNT_AUTHORISED, h("000000004000")),
-        (tag::AMOUNT_OTHER, h("000000000000")),
-        (tag::TERMINAL_COUNTRY, h("0124")),
-        (tag::TVR, h("8000048000")),
-        (tag::CURRENCY, h("0124")),
-        (tag::DATE, h("191105")),
-        (tag::TRANSACTION_TYPE, h("01")),
-        (tag::UNPREDICTABLE_NUMBER, h("52BF4585")),
-        (tag::AIP, h("1800")),
-        (tag::ATC, h("001C")),
-        (tag::IAD, h("06011203A0B800")),
-    ];
-    let refs: Vec<(u32, &[u8])> = tags.iter().map(|(t, v)| (*t, v.as_slice())).collect();
-    EmvData::from_tags(&refs).unwrap()
+    PublishedVector::of(Profile::VisaCvn18).emv()
 }
 
 const DECLINED: AuthorisationResponse = AuthorisationResponse {
