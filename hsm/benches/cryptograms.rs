@@ -18,7 +18,7 @@ use std::time::Instant;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::Attribute;
 use hdrhistogram::Histogram;
-use hsm::emv::{IccMkOption, icc_mk_data, left_twice, tag};
+use hsm::emv::{IccMkOption, icc_mk_data, left_twice};
 use hsm::pkcs11::{Pkcs11Config, Pkcs11Verifier, derive_des2, find_token_key, login_user};
 use hsm::testing::{PublishedVector, TEST_IMK_LABEL, TEST_USER_PIN, TestToken, test_key_sets};
 use hsm::{
