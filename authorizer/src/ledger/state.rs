@@ -933,8 +933,9 @@ impl State {
     }
 
     /// Calls `f` with the canonical bytes of every record of the state, in kind order (accounts
-    /// except placeholders, cards, hold records, cleared markers), each kind in map order. The
-    /// same bytes feed the state hash and the snapshot body.
+    /// except placeholders, cards, hold records, cleared markers), each kind in map order. These
+    /// bytes feed the state hash; the snapshot body writes the same records grouped by account
+    /// ([`State::for_each_snapshot_record`]), and its reader hashes the canonical form again.
     pub(crate) fn for_each_record<E>(
         &self,
         mut f: impl FnMut(&[u8]) -> Result<(), E>,
@@ -957,12 +958,7 @@ impl State {
             self.hold_record(hold_id, hold, &mut buffer);
             f(&buffer)?;
         }
-        for (hold_id, marker) in &self.cleared {
-            buffer.clear();
-            self.cleared_record(hold_id, marker, &mut buffer);
-            f(&buffer)?;
-        }
-        Ok(())
+        self.each_cleared_record(&mut buffer, &mut f)
     }
 
     /// Calls `f` with every record of a snapshot body, grouped by account: each upserted account's
@@ -1043,10 +1039,19 @@ impl State {
                 f(&buffer)?;
             }
         }
+        self.each_cleared_record(&mut buffer, &mut f)
+    }
+
+    /// The cleared-marker records, last in both the hash order and the snapshot order.
+    fn each_cleared_record<E>(
+        &self,
+        buffer: &mut Vec<u8>,
+        f: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         for (hold_id, marker) in &self.cleared {
             buffer.clear();
-            self.cleared_record(hold_id, marker, &mut buffer);
-            f(&buffer)?;
+            self.cleared_record(hold_id, marker, buffer);
+            f(buffer)?;
         }
         Ok(())
     }
