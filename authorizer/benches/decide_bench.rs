@@ -1,16 +1,20 @@
 //! Decision benchmark (a bench binary printing figures): decisions per second on one thread with
 //! 1,000,000 accounts and cards.
 //!
-//! Run: `cargo bench -p authorizer --bench decide_bench`
+//! Run: `cargo bench -p authorizer --bench decide_bench` (`DECIDE_BENCH_REPEAT=K` runs the
+//! prefetched decide-only pass K times, for profiling it).
 
 #[path = "ledger_support/mod.rs"]
 mod support;
 
 use std::time::Instant;
 
-use authorizer::decide::{Cryptogram, DecideConfig, Facts, MessageClass, Request, decide};
+use authorizer::decide::{
+    Cryptogram, DecideConfig, Facts, MessageClass, Prepared, Request, decide, decide_prepared,
+    for_each_prefetched,
+};
 use authorizer::ledger::{
-    AmountMinor, Currency, Event, InstitutionId, LedgerConfig, Stan, State, TransmissionDateTime,
+    AmountMinor, Currency, InstitutionId, LedgerConfig, Stan, State, TransmissionDateTime,
     UnixSeconds,
 };
 
@@ -60,7 +64,7 @@ fn main() {
     let now = UnixSeconds(support::NOW_S + 5);
     let requests: Vec<Request<'static>> = (0..2 * N).map(request).collect();
 
-    // 1. decide only (the state does not change: every request is a fresh approval).
+    // 1. decide only (the state does not change: every request is a fresh approval), one by one.
     let started = Instant::now();
     let mut approved = 0u64;
     for r in &requests {
@@ -69,30 +73,83 @@ fn main() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "decide only: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved)",
+        "decide only, one by one: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved)",
         requests.len(),
         requests.len() as f64 / elapsed
     );
 
-    // 2. decide and apply the event (what the ledger thread does): every approval holds.
+    // 2. decide only, as the ledger thread does: each request prepared (its hold id) and its
+    // records prefetched a few requests ahead; all the work on this thread.
     let started = Instant::now();
     let mut approved = 0u64;
-    for r in &requests {
-        let d = decide(&state, r, &facts, &config, now);
+    for_each_prefetched(&mut state, &requests, Prepared::new, |state, prepared| {
+        let d = decide_prepared(state, prepared, &facts, &config, now);
         approved += u64::from(d.response_code.is_approved());
-        if let Some(event) = d.event {
-            state.apply(&Event::Authorization(event)).unwrap();
-        }
-    }
+    });
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "decide + apply: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved, {} holds)",
+        "decide only, prefetched: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved)",
+        requests.len(),
+        requests.len() as f64 / elapsed
+    );
+
+    // 3. the same, with the requests prepared beforehand (the link threads can compute the hold
+    // ids, a SHA-256 each, before handing the requests to the ledger thread).
+    let prepared: Vec<Prepared> = requests.iter().map(Prepared::new).collect();
+    let started = Instant::now();
+    let mut approved = 0u64;
+    for_each_prefetched(
+        &mut state,
+        &prepared,
+        |p| *p,
+        |state, prepared| {
+            let d = decide_prepared(state, prepared, &facts, &config, now);
+            approved += u64::from(d.response_code.is_approved());
+        },
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "decide only, prefetched, prepared by the link threads: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved)",
+        requests.len(),
+        requests.len() as f64 / elapsed
+    );
+
+    let repeat: u32 = std::env::var("DECIDE_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for _ in 0..repeat {
+        let started = Instant::now();
+        for_each_prefetched(&mut state, &requests, Prepared::new, |state, prepared| {
+            let d = decide_prepared(state, prepared, &facts, &config, now);
+            assert!(d.response_code.is_approved());
+        });
+        println!(
+            "decide only, prefetched, again: {:.0} decisions/s",
+            requests.len() as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+    drop(prepared);
+
+    // 4. decide and apply the event (what the ledger thread does): every approval holds.
+    let started = Instant::now();
+    let mut approved = 0u64;
+    for_each_prefetched(&mut state, &requests, Prepared::new, |state, prepared| {
+        let d = decide_prepared(state, prepared, &facts, &config, now);
+        approved += u64::from(d.response_code.is_approved());
+        if let Some(event) = &d.event {
+            state.apply_decided(event, d.account).unwrap();
+        }
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "decide + apply, prefetched: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved, {} holds)",
         requests.len(),
         requests.len() as f64 / elapsed,
         state.counts().holds
     );
 
-    // 3. repeats of decided requests (found through the hold id).
+    // 5. repeats of decided requests (found through the hold id).
     let started = Instant::now();
     let mut repeats = 0u64;
     for r in &requests[..N as usize] {

@@ -30,9 +30,9 @@ use sha2::{Digest, Sha256};
 use crate::ledger::state::parts;
 use crate::ledger::time::transmission_instant;
 use crate::ledger::{
-    AccountStatus, AmountMinor, ApprovalCode, AuthorizationEvent, AuthorizationKind, CardStatus,
-    Currency, HOLD_DURATION_MAX_S, HoldId, InstitutionId, NetworkIdentity, PanHash, ResponseCode,
-    Stan, State, Trace, TransmissionDateTime, UnixSeconds,
+    AccountIndex, AccountStatus, AmountMinor, ApprovalCode, AuthorizationEvent, AuthorizationKind,
+    CardStatus, Currency, HOLD_DURATION_MAX_S, HoldId, InstitutionId, NetworkIdentity, PanHash,
+    ResponseCode, Stan, State, Trace, TransmissionDateTime, UnixSeconds,
 };
 
 /// Which flow a request belongs to (from its MTI).
@@ -157,7 +157,7 @@ pub struct ArpcInput {
 
 /// The outcome of one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
+pub struct Decision<'a> {
     /// DE 39 of the answer.
     pub response_code: ResponseCode,
     /// DE 38 of an approved authorization.
@@ -166,13 +166,32 @@ pub struct Decision {
     pub field_in_error: Option<u8>,
     /// The hold this request concerns.
     pub hold_id: Option<HoldId>,
+    /// The account of [`Decision::event`], as an index into the state decided on: lets
+    /// [`State::apply_decided`] skip looking the account up again.
+    pub account: Option<AccountIndex>,
     /// The event to publish (and apply) before answering; `None` when nothing changes (a repeat,
     /// an unknown card, a reversal of a declined original, a format error).
-    pub event: Option<AuthorizationEvent<'static>>,
+    pub event: Option<AuthorizationEvent<'a>>,
     /// `Some` when the answer must carry tag 91.
     pub arpc: Option<ArpcInput>,
     /// The request repeats one already decided: this is the first answer again.
     pub repeat: bool,
+}
+
+impl Decision<'_> {
+    /// The same decision, owning its event's text (to keep it past the request and the config).
+    pub fn into_owned(self) -> Decision<'static> {
+        Decision {
+            response_code: self.response_code,
+            approval_code: self.approval_code,
+            field_in_error: self.field_in_error,
+            hold_id: self.hold_id,
+            account: self.account,
+            event: self.event.map(AuthorizationEvent::into_owned),
+            arpc: self.arpc,
+            repeat: self.repeat,
+        }
+    }
 }
 
 /// One merchant-category rule of the hold-expiry table: MCCs `from..=to` hold for `duration_s`.
@@ -347,38 +366,156 @@ impl DecideConfig {
 }
 
 /// Decides one request. Pure: same inputs, same decision.
-pub fn decide(
+pub fn decide<'a>(
     state: &State,
-    request: &Request<'_>,
+    request: &Request<'a>,
     facts: &Facts,
-    config: &DecideConfig,
+    config: &'a DecideConfig,
     now: UnixSeconds,
-) -> Decision {
-    match request.class {
-        MessageClass::Authorization => decide_authorization(state, request, facts, config, now),
-        MessageClass::Advice => decide_advice(state, request, config, now),
-        MessageClass::Reversal => decide_reversal(state, request, config, now),
+) -> Decision<'a> {
+    decide_prepared(state, &Prepared::new(request), facts, config, now)
+}
+
+/// Decides a [`Prepared`] request: the same decision as [`decide`] on its request.
+pub fn decide_prepared<'a>(
+    state: &State,
+    prepared: &Prepared<'_, 'a>,
+    facts: &Facts,
+    config: &'a DecideConfig,
+    now: UnixSeconds,
+) -> Decision<'a> {
+    let request = prepared.request;
+    match (request.class, prepared.hold_id) {
+        (MessageClass::Authorization, Some(hold_id)) => {
+            decide_authorization(state, request, hold_id, facts, config, now)
+        }
+        (MessageClass::Advice, Some(hold_id)) => {
+            decide_advice(state, request, hold_id, config, now)
+        }
+        (MessageClass::Reversal, Some(hold_id)) => {
+            decide_reversal(state, request, hold_id, config, now)
+        }
+        // Only a reversal can lack its hold's identity: DE 90 is missing.
+        (_, None) => format_error(90),
     }
 }
 
-fn format_error(field: u8) -> Decision {
+/// A request with what can be computed from it alone before its turn: the id of the hold it
+/// concerns (a SHA-256). The ledger thread prepares the requests a few places ahead of the one
+/// it decides, and starts loading the records they will read ([`Prepared::prefetch`]), so that
+/// deciding does not wait for main memory. Only [`Prepared::new`] makes one, so the hold id
+/// always belongs to the request.
+#[derive(Clone, Copy, Debug)]
+pub struct Prepared<'r, 'a> {
+    request: &'r Request<'a>,
+    hold_id: Option<HoldId>,
+}
+
+/// The stages of [`Prepared::prefetch`], in the order a request goes through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefetchStage {
+    /// The index cache lines of the card and of the hold.
+    Index,
+    /// The card and hold records (their index lines should be loaded by now).
+    Records,
+    /// The card's account (the card record should be loaded by now).
+    Account,
+}
+
+impl<'r, 'a> Prepared<'r, 'a> {
+    pub fn new(request: &'r Request<'a>) -> Prepared<'r, 'a> {
+        Prepared {
+            request,
+            hold_id: request.hold_identity().map(|i| HoldId::derive(&i)),
+        }
+    }
+
+    pub fn request(&self) -> &'r Request<'a> {
+        self.request
+    }
+
+    /// The hold this request concerns (`None`: a reversal without DE 90).
+    pub fn hold_id(&self) -> Option<HoldId> {
+        self.hold_id
+    }
+
+    /// Starts loading what deciding this request will read. A hint: changes nothing, and a stale
+    /// one (the state changed since) only costs the load.
+    pub fn prefetch(&self, state: &State, stage: PrefetchStage) {
+        state.prefetch(&self.request.pan_hash, self.hold_id.as_ref(), stage);
+    }
+}
+
+/// How many requests ahead [`for_each_prefetched`] starts loading the records of a request: the
+/// index lines `2 * PREFETCH_DISTANCE` ahead, the records `PREFETCH_DISTANCE` ahead, the account
+/// `PREFETCH_DISTANCE / 2` ahead.
+pub const PREFETCH_DISTANCE: usize = 4;
+
+/// Calls `step` on each request in order, prepared, after starting to load what the next ones
+/// will read. `step` may change the state (decide, then apply the decision's event): prefetching
+/// is only a hint, so the decisions are exactly those of calling [`decide`] on each in turn.
+///
+/// `prepare` makes each item's [`Prepared`] once: [`Prepared::new`] for requests (the hold id is
+/// then computed here, on the ledger thread), or a copy for items the link threads prepared.
+pub fn for_each_prefetched<'r, 'a: 'r, T>(
+    state: &mut State,
+    items: &'r [T],
+    prepare: impl Fn(&'r T) -> Prepared<'r, 'a>,
+    mut step: impl FnMut(&mut State, &Prepared<'r, 'a>),
+) {
+    const FAR: usize = 2 * PREFETCH_DISTANCE;
+    const NEAR: usize = PREFETCH_DISTANCE;
+    const ACCOUNT: usize = PREFETCH_DISTANCE / 2;
+    const RING: usize = FAR + 1;
+    let mut ring: [Option<Prepared<'r, 'a>>; RING] = [None; RING];
+    for (j, item) in items.iter().enumerate().take(FAR) {
+        let prepared = prepare(item);
+        prepared.prefetch(state, PrefetchStage::Index);
+        ring[j % RING] = Some(prepared);
+    }
+    for i in 0..items.len() {
+        if let Some(item) = items.get(i + FAR) {
+            let prepared = prepare(item);
+            prepared.prefetch(state, PrefetchStage::Index);
+            ring[(i + FAR) % RING] = Some(prepared);
+        }
+        if i + NEAR < items.len()
+            && let Some(prepared) = &ring[(i + NEAR) % RING]
+        {
+            prepared.prefetch(state, PrefetchStage::Records);
+        }
+        if i + ACCOUNT < items.len()
+            && let Some(prepared) = &ring[(i + ACCOUNT) % RING]
+        {
+            prepared.prefetch(state, PrefetchStage::Account);
+        }
+        let prepared = ring[i % RING]
+            .take()
+            .expect("each item is prepared FAR places ahead");
+        step(state, &prepared);
+    }
+}
+
+fn format_error(field: u8) -> Decision<'static> {
     Decision {
         response_code: ResponseCode::FORMAT_ERROR,
         approval_code: None,
         field_in_error: Some(field),
         hold_id: None,
+        account: None,
         event: None,
         arpc: None,
         repeat: false,
     }
 }
 
-fn answer(response_code: ResponseCode, hold_id: Option<HoldId>) -> Decision {
+fn answer(response_code: ResponseCode, hold_id: Option<HoldId>) -> Decision<'static> {
     Decision {
         response_code,
         approval_code: None,
         field_in_error: None,
         hold_id,
+        account: None,
         event: None,
         arpc: None,
         repeat: false,
@@ -386,7 +523,7 @@ fn answer(response_code: ResponseCode, hold_id: Option<HoldId>) -> Decision {
 }
 
 /// Tag 91 goes with every answer to a chip request whose ARQC verified.
-fn with_arpc(mut decision: Decision, facts: &Facts) -> Decision {
+fn with_arpc<'a>(mut decision: Decision<'a>, facts: &Facts) -> Decision<'a> {
     if facts.cryptogram == Cryptogram::Verified {
         let approved = decision.response_code.is_approved();
         decision.arpc = Some(ArpcInput {
@@ -415,35 +552,37 @@ fn amount_in_account_currency(
     }
 }
 
-/// Deterministic event id (UUID text, version 8): a hash of the event's content (instance, kind,
-/// hold, codes and amounts) and of the request's own identity and MTI. The same request decided
-/// twice on the same state yields the same id; two events that differ in content never share one
-/// (a shared id would make the second a "duplicate" in every replica's dedup window).
-fn event_id(event: &AuthorizationEvent<'_>, request: &Request<'_>) -> String {
-    let identity = request.identity();
-    let mut sha = Sha256::new();
-    sha.update(b"authorizer.event-id.v2\0");
-    sha.update(event.instance.as_bytes());
-    sha.update([0]);
-    sha.update(event.kind.as_str().as_bytes());
-    sha.update(event.hold_id.0);
-    sha.update(event.response_code.0);
-    sha.update(event.network_response_code.map_or([0; 2], |c| c.0));
-    sha.update(event.amount_minor.minor().to_be_bytes());
-    sha.update(
-        event
+/// Deterministic event id (UUID text, version 8): SHA-256 of the event's financial content
+/// (kind, hold, response codes, amounts, expiry, MTI), laid out in one SHA-256 block. The same
+/// decision made twice, by this or another instance, yields the same id; two events that differ
+/// in what they do to the state never share one (a shared id would make the second a
+/// "duplicate" in every replica's dedup window). Events that share an id have the same effect on
+/// every replica, so dropping either as a duplicate loses nothing. A cryptographic hash, because
+/// the request fields are chosen by the network: a crafted collision must not make a hold vanish.
+fn event_id(event: &AuthorizationEvent<'_>) -> String {
+    let kind: u8 = match event.kind {
+        AuthorizationKind::HoldPlaced => 1,
+        AuthorizationKind::HoldAdjusted => 2,
+        AuthorizationKind::HoldReleased => 3,
+        AuthorizationKind::Declined => 4,
+    };
+    let mti: [u8; 4] = event.trace.mti.as_bytes().try_into().unwrap_or([b'?'; 4]);
+    let mut input = [0u8; 55];
+    input[..6].copy_from_slice(b"event3");
+    input[6] = kind;
+    input[7..23].copy_from_slice(&event.hold_id.0);
+    input[23..25].copy_from_slice(&event.response_code.0);
+    input[25..27].copy_from_slice(&event.network_response_code.map_or([0; 2], |c| c.0));
+    input[27..35].copy_from_slice(&event.amount_minor.minor().to_be_bytes());
+    input[35..43].copy_from_slice(
+        &event
             .remaining_minor
             .map_or(-1, AmountMinor::minor)
             .to_be_bytes(),
     );
-    sha.update(event.expires_at.map_or(0, |t| t.0).to_be_bytes());
-    sha.update(request.mti);
-    sha.update(identity.pan_hash.0);
-    sha.update(identity.transmission.0.to_be_bytes());
-    sha.update(identity.stan.0.to_be_bytes());
-    sha.update(identity.acquirer.0.to_be_bytes());
-    sha.update(identity.forwarder.0.to_be_bytes());
-    let digest = sha.finalize();
+    input[43..51].copy_from_slice(&event.expires_at.map_or(0, |t| t.0).to_be_bytes());
+    input[51..55].copy_from_slice(&mti);
+    let digest = Sha256::digest(input);
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8 (custom)
@@ -472,18 +611,18 @@ struct EventParts {
     currency: Currency,
 }
 
-fn build_event(
-    config: &DecideConfig,
-    request: &Request<'_>,
+fn build_event<'a>(
+    config: &'a DecideConfig,
+    request: &Request<'a>,
     now: UnixSeconds,
     p: EventParts,
-) -> AuthorizationEvent<'static> {
+) -> AuthorizationEvent<'a> {
     AuthorizationEvent {
         kind: p.kind,
         // Set by `seal` once the event is complete.
         event_id: Cow::Borrowed(""),
         at: now,
-        instance: Cow::Owned(config.instance.clone()),
+        instance: Cow::Borrowed(&config.instance),
         account_id: Cow::Owned(p.account_id),
         hold_id: p.hold_id,
         response_code: p.response_code,
@@ -496,15 +635,13 @@ fn build_event(
         merchant_category: request.merchant_category,
         trace: Trace {
             mti: mti_text(request.mti),
-            pan_masked: Cow::Owned(request.pan_masked.to_owned()),
+            pan_masked: Cow::Borrowed(request.pan_masked),
             transmission: p.hold_identity.transmission,
             transmitted_at: p.transmitted_at,
             stan: p.hold_identity.stan,
             acquirer: p.hold_identity.acquirer,
             forwarder: p.hold_identity.forwarder,
-            retrieval_reference: request
-                .retrieval_reference
-                .map(|r| Cow::Owned(r.to_owned())),
+            retrieval_reference: request.retrieval_reference.map(Cow::Borrowed),
         },
     }
 }
@@ -525,11 +662,8 @@ fn mti_text(mti: [u8; 4]) -> Cow<'static, str> {
 }
 
 /// Gives a complete event its content-derived id.
-fn seal(
-    mut event: AuthorizationEvent<'static>,
-    request: &Request<'_>,
-) -> AuthorizationEvent<'static> {
-    event.event_id = Cow::Owned(event_id(&event, request));
+fn seal(mut event: AuthorizationEvent<'_>) -> AuthorizationEvent<'_> {
+    event.event_id = Cow::Owned(event_id(&event));
     event
 }
 
@@ -541,18 +675,18 @@ fn hold_expiry(
     UnixSeconds(transmitted_at.0 + config.hold_duration_s(request.merchant_category))
 }
 
-fn decide_authorization(
+fn decide_authorization<'a>(
     state: &State,
-    request: &Request<'_>,
+    request: &Request<'a>,
+    hold_id: HoldId,
     facts: &Facts,
-    config: &DecideConfig,
+    config: &'a DecideConfig,
     now: UnixSeconds,
-) -> Decision {
+) -> Decision<'a> {
     let Some(transmitted_at) = transmission_instant(request.transmission.0, now) else {
         return format_error(7);
     };
     let identity = request.identity();
-    let hold_id = HoldId::derive(&identity);
 
     // Duplicate: the first answer again, and no state change.
     if let Some(hold) = state.hold(&hold_id) {
@@ -577,7 +711,7 @@ fn decide_authorization(
     let account_index = card.account();
     let account = state.account(account_index);
 
-    let decline = |code: ResponseCode, amount: AmountMinor, currency: Currency| -> Decision {
+    let decline = |code: ResponseCode, amount: AmountMinor, currency: Currency| -> Decision<'a> {
         let event = build_event(
             config,
             request,
@@ -594,7 +728,8 @@ fn decide_authorization(
             },
         );
         let decision = Decision {
-            event: Some(seal(event, request)),
+            account: Some(account_index),
+            event: Some(seal(event)),
             ..answer(code, Some(hold_id))
         };
         if facts.cryptogram == Cryptogram::NotVerified {
@@ -671,18 +806,20 @@ fn decide_authorization(
     event.expires_at = Some(hold_expiry(config, request, transmitted_at));
     let decision = Decision {
         approval_code: Some(approval_code),
-        event: Some(seal(event, request)),
+        account: Some(account_index),
+        event: Some(seal(event)),
         ..answer(ResponseCode::APPROVED, Some(hold_id))
     };
     with_arpc(decision, facts)
 }
 
-fn decide_advice(
+fn decide_advice<'a>(
     state: &State,
-    request: &Request<'_>,
-    config: &DecideConfig,
+    request: &Request<'a>,
+    hold_id: HoldId,
+    config: &'a DecideConfig,
     now: UnixSeconds,
-) -> Decision {
+) -> Decision<'a> {
     let Some(transmitted_at) = transmission_instant(request.transmission.0, now) else {
         return format_error(7);
     };
@@ -690,7 +827,6 @@ fn decide_advice(
         return format_error(39);
     };
     let identity = request.identity();
-    let hold_id = HoldId::derive(&identity);
     let acknowledged = answer(ResponseCode::APPROVED, Some(hold_id));
     if state.hold(&hold_id).is_some_and(|h| h.has(parts::ADVICE)) {
         return Decision {
@@ -702,7 +838,8 @@ fn decide_advice(
     let Some(card) = state.card(&request.pan_hash) else {
         return acknowledged;
     };
-    let account = state.account(card.account());
+    let account_index = card.account();
+    let account = state.account(account_index);
     let amount = if network_code.is_approved() {
         amount_in_account_currency(request, account.currency()).unwrap_or(AmountMinor::ZERO)
     } else {
@@ -726,17 +863,19 @@ fn decide_advice(
     event.network_response_code = Some(network_code);
     event.expires_at = Some(hold_expiry(config, request, transmitted_at));
     Decision {
-        event: Some(seal(event, request)),
+        account: Some(account_index),
+        event: Some(seal(event)),
         ..acknowledged
     }
 }
 
-fn decide_reversal(
+fn decide_reversal<'a>(
     state: &State,
-    request: &Request<'_>,
-    config: &DecideConfig,
+    request: &Request<'a>,
+    hold_id: HoldId,
+    config: &'a DecideConfig,
     now: UnixSeconds,
-) -> Decision {
+) -> Decision<'a> {
     let Some(original) = request.original else {
         return format_error(90);
     };
@@ -746,7 +885,6 @@ fn decide_reversal(
     let Some(transmitted_at) = transmission_instant(original.transmission.0, now) else {
         return format_error(90);
     };
-    let hold_id = HoldId::derive(&identity);
     let acknowledged = answer(ResponseCode::APPROVED, Some(hold_id));
     let remaining = match request.replacement {
         None => AmountMinor::ZERO,
@@ -770,7 +908,8 @@ fn decide_reversal(
     let Some(card) = state.card(&request.pan_hash) else {
         return acknowledged;
     };
-    let account = state.account(card.account());
+    let account_index = card.account();
+    let account = state.account(account_index);
     let released = hold.map_or(AmountMinor::ZERO, |h| {
         h.amount()
             .checked_sub(remaining)
@@ -794,7 +933,8 @@ fn decide_reversal(
     );
     event.remaining_minor = Some(remaining);
     Decision {
-        event: Some(seal(event, request)),
+        account: Some(account_index),
+        event: Some(seal(event)),
         ..acknowledged
     }
 }

@@ -5,8 +5,8 @@ use authorizer::decide::{
     decide,
 };
 use authorizer::ledger::{
-    AmountMinor, Currency, Event, InstitutionId, LedgerConfig, PanHash, ResponseCode, Source, Stan,
-    State, TransmissionDateTime,
+    AccountIndex, AmountMinor, Currency, Event, InstitutionId, LedgerConfig, PanHash, ResponseCode,
+    Source, Stan, State, TransmissionDateTime,
 };
 use proptest::prelude::*;
 
@@ -112,8 +112,13 @@ proptest! {
         );
         state.apply_json(Source::AccountUpdates, card.as_bytes()).unwrap();
         let account = state.account_by_id("acc-1").unwrap();
+        // The same decisions applied the ledger thread's way (`apply_decided`, with a right or a
+        // wrong account hint) give the same state.
+        let mut shadow = State::new(LedgerConfig::default());
+        setup(limit, 1, &mut shadow);
+        shadow.apply_json(Source::AccountUpdates, card.as_bytes()).unwrap();
         let mut version = 1;
-        for op in ops {
+        for (i, op) in ops.into_iter().enumerate() {
             let request = match op {
                 Op::Authorize { stan, amount } => request(MessageClass::Authorization, b"0100", stan, amount),
                 Op::Advise { stan, amount, approved } => Request {
@@ -132,6 +137,7 @@ proptest! {
                 Op::Payment { limit } => {
                     version += 1;
                     setup(limit, version, &mut state);
+                    setup(limit, version, &mut shadow);
                     continue;
                 }
             };
@@ -143,6 +149,9 @@ proptest! {
             }
             if let Some(event) = &decision.event {
                 state.apply(&Event::Authorization(event.clone())).unwrap();
+                let hint = decision.account.map(|a| if i % 3 == 0 { AccountIndex(a.0 + i as u32) } else { a });
+                shadow.apply_decided(event, hint).unwrap();
+                prop_assert_eq!(shadow.state_hash(), state.state_hash());
             } else {
                 prop_assert_eq!(state.state_hash(), hash_before, "no event, no change");
             }

@@ -112,8 +112,9 @@ const NO_CHIP: Facts = Facts {
     cryptogram: Cryptogram::Absent,
 };
 
-fn run(state: &mut State, request: &Request<'_>, facts: &Facts) -> Decision {
-    let decision = decide(state, request, facts, &config(), now());
+fn run(state: &mut State, request: &Request<'_>, facts: &Facts) -> Decision<'static> {
+    let config = config();
+    let decision = decide(state, request, facts, &config, now()).into_owned();
     if let Some(event) = &decision.event {
         // What the daemon does: publish, and apply to its own state at once (via JSON here, to
         // prove the published form is what replicas apply).
@@ -129,7 +130,7 @@ fn otb(state: &State) -> i128 {
         .0
 }
 
-fn code(decision: &Decision) -> &str {
+fn code<'d>(decision: &'d Decision<'_>) -> &'d str {
     decision.response_code.as_str()
 }
 
@@ -583,10 +584,11 @@ fn format_errors_are_30_with_the_field() {
 #[test]
 fn decisions_are_deterministic_and_event_ids_unique_per_request() {
     let state = ready_state(10_000);
-    let a = decide(&state, &authorization(1, 100), &NO_CHIP, &config(), now());
-    let b = decide(&state, &authorization(1, 100), &NO_CHIP, &config(), now());
+    let config = config();
+    let a = decide(&state, &authorization(1, 100), &NO_CHIP, &config, now());
+    let b = decide(&state, &authorization(1, 100), &NO_CHIP, &config, now());
     assert_eq!(a, b);
-    let c = decide(&state, &authorization(2, 100), &NO_CHIP, &config(), now());
+    let c = decide(&state, &authorization(2, 100), &NO_CHIP, &config, now());
     assert_ne!(a.event.unwrap().event_id, c.event.unwrap().event_id);
 }
 

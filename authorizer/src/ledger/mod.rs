@@ -12,6 +12,7 @@
 
 pub mod event;
 pub mod state;
+pub mod table;
 pub mod time;
 pub mod types;
 

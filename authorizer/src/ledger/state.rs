@@ -45,6 +45,7 @@ use sha2::{Digest, Sha256};
 use super::event::{
     AccountUpserted, AuthorizationEvent, AuthorizationKind, CardUpserted, Event, EventError, Source,
 };
+use super::table::KeyTable;
 use super::types::{
     AMOUNT_MINOR_MAX, AccountIndex, AccountStatus, AmountMinor, CardExpiry, CardStatus, Currency,
     EventKey, HoldId, OpenToBuy, PanHash, PanHashBuildHasher, PanSequence, ResponseCode,
@@ -408,11 +409,11 @@ pub struct State {
     pub(crate) accounts: Vec<Account>,
     /// Positions in `accounts`, found by the id stored there (each id is stored once).
     account_index: hashbrown::HashTable<AccountIndex>,
-    pub(crate) cards: HashMap<PanHash, Card, PanHashBuildHasher>,
+    pub(crate) cards: KeyTable<PanHash, Card>,
     card_id_arena: Vec<u8>,
     pub(crate) key_sets: Vec<Box<str>>,
     key_set_index: HashMap<Box<str>, u16, TextBuildHasher>,
-    pub(crate) holds: HashMap<HoldId, Hold, PanHashBuildHasher>,
+    pub(crate) holds: KeyTable<HoldId, Hold>,
     hold_retirement: BinaryHeap<Reverse<(UnixSeconds, HoldId)>>,
     pub(crate) cleared: HashMap<HoldId, Cleared, PanHashBuildHasher>,
     cleared_retirement: BinaryHeap<Reverse<(UnixSeconds, HoldId)>>,
@@ -429,11 +430,11 @@ impl State {
             config,
             accounts: Vec::new(),
             account_index: hashbrown::HashTable::new(),
-            cards: HashMap::default(),
+            cards: KeyTable::new(),
             card_id_arena: Vec::new(),
             key_sets: Vec::new(),
             key_set_index: HashMap::default(),
-            holds: HashMap::default(),
+            holds: KeyTable::new(),
             hold_retirement: BinaryHeap::new(),
             cleared: HashMap::default(),
             cleared_retirement: BinaryHeap::new(),
@@ -478,10 +479,29 @@ impl State {
         let applied = match event {
             Event::AccountUpserted(e) => self.apply_account(e)?,
             Event::CardUpserted(e) => self.apply_card(e)?,
-            Event::Authorization(e) => self.apply_authorization(e)?,
+            Event::Authorization(e) => self.apply_authorization(e, None)?,
         };
         self.dedup.insert(key);
         Ok(applied)
+    }
+
+    /// Applies the event of a decision this replica just made on this state
+    /// (`decide::Decision::event`, with `Decision::account` as `account`), before deciding the
+    /// next request. The same rules as [`State::apply`], with two steps saved: the account is the
+    /// one decided on (checked by its id; looked up when it does not match), and the dedup window
+    /// is not consulted nor filled. The event is new by construction (a repeat decides no event),
+    /// and its copy read back from the log later applies as a no-op, as any event applied twice.
+    pub fn apply_decided(
+        &mut self,
+        event: &AuthorizationEvent<'_>,
+        account: Option<AccountIndex>,
+    ) -> Result<Applied, EventError> {
+        let account = account.filter(|index| {
+            self.accounts
+                .get(index.0 as usize)
+                .is_some_and(|a| a.id() == event.account_id)
+        });
+        self.apply_authorization(event, account)
     }
 
     /// The watermark: max over applied authorizer events of `min(at, transmitted_at + 1 day)`.
@@ -511,6 +531,36 @@ impl State {
 
     pub fn hold(&self, hold_id: &HoldId) -> Option<&Hold> {
         self.holds.get(hold_id)
+    }
+
+    /// Starts loading the records a decision on this card and hold will read (see
+    /// `decide::Prepared::prefetch`). A hint: changes nothing.
+    pub fn prefetch(
+        &self,
+        pan_hash: &PanHash,
+        hold_id: Option<&HoldId>,
+        stage: crate::decide::PrefetchStage,
+    ) {
+        use crate::decide::PrefetchStage;
+        match stage {
+            PrefetchStage::Index => {
+                self.cards.prefetch_slot(pan_hash);
+                if let Some(hold_id) = hold_id {
+                    self.holds.prefetch_slot(hold_id);
+                }
+            }
+            PrefetchStage::Records => {
+                self.cards.prefetch_entry(pan_hash);
+                if let Some(hold_id) = hold_id {
+                    self.holds.prefetch_entry(hold_id);
+                }
+            }
+            PrefetchStage::Account => {
+                if let Some(card) = self.cards.get(pan_hash) {
+                    super::table::prefetch(&self.accounts[card.account.0 as usize]);
+                }
+            }
+        }
     }
 
     pub fn is_cleared(&self, hold_id: &HoldId) -> bool {
@@ -777,7 +827,12 @@ impl State {
         changed
     }
 
-    fn apply_authorization(&mut self, e: &AuthorizationEvent<'_>) -> Result<Applied, EventError> {
+    /// `account`: the event's account when the caller knows it (checked by the caller).
+    fn apply_authorization(
+        &mut self,
+        e: &AuthorizationEvent<'_>,
+        account: Option<AccountIndex>,
+    ) -> Result<Applied, EventError> {
         let mut changed = false;
         // An event moves the watermark to its `at`, but never further than a day past the DE 7
         // it carries (the network's clock): one replica with a clock far ahead cannot retire
@@ -802,7 +857,10 @@ impl State {
                 Applied::Unchanged
             });
         }
-        let account = self.intern_account(&e.account_id)?;
+        let account = match account {
+            Some(index) => index,
+            None => self.intern_account(&e.account_id)?,
+        };
         let cleared = self.cleared.contains_key(&e.hold_id);
         let before = self.holds.get(&e.hold_id).copied();
         let mut hold = before.unwrap_or(Hold {
@@ -1197,14 +1255,10 @@ impl State {
             last4: card.last4,
             version: card.version,
         };
-        match self.cards.entry(card.pan_hash) {
-            std::collections::hash_map::Entry::Occupied(_) => {
-                return Err("duplicate card record");
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(stored);
-            }
+        if self.cards.contains_key(&card.pan_hash) {
+            return Err("duplicate card record");
         }
+        self.cards.insert(card.pan_hash, stored);
         check.scratch.clear();
         self.card_record(&card.pan_hash, &stored, check.scratch);
         check.verify()

@@ -283,14 +283,40 @@ impl HoldId {
 
     /// The id of the hold a request with this identity places.
     pub fn derive(identity: &NetworkIdentity) -> HoldId {
-        let mut sha = Sha256::new();
-        sha.update(b"authorizer.hold-id.v1\0");
-        sha.update(identity.pan_hash.0);
-        sha.update(identity.transmission.0.to_be_bytes());
-        sha.update(identity.stan.0.to_be_bytes());
-        sha.update(identity.acquirer.0.to_be_bytes());
-        sha.update(identity.forwarder.0.to_be_bytes());
-        let digest = sha.finalize();
+        // One SHA-256 block (at most 55 bytes of input) when every identifier fits its width,
+        // which valid requests always do (DE 7 is 10 digits, DE 11 six, DE 32/33 eleven); the
+        // long form, under its own prefix, keeps the id injective for any other value.
+        let NetworkIdentity {
+            pan_hash,
+            transmission,
+            stan,
+            acquirer,
+            forwarder,
+        } = *identity;
+        const INSTITUTION_MAX: u64 = (1 << 40) - 1;
+        let digest = if transmission.0 <= u64::from(u32::MAX)
+            && stan.0 < 1 << 24
+            && acquirer.0 <= INSTITUTION_MAX
+            && forwarder.0 <= INSTITUTION_MAX
+        {
+            let mut input = [0u8; 54];
+            input[..5].copy_from_slice(b"hold2");
+            input[5..37].copy_from_slice(&pan_hash.0);
+            input[37..41].copy_from_slice(&(transmission.0 as u32).to_be_bytes());
+            input[41..44].copy_from_slice(&stan.0.to_be_bytes()[1..]);
+            input[44..49].copy_from_slice(&acquirer.0.to_be_bytes()[3..]);
+            input[49..54].copy_from_slice(&forwarder.0.to_be_bytes()[3..]);
+            Sha256::digest(input)
+        } else {
+            let mut sha = Sha256::new();
+            sha.update(b"authorizer.hold-id.v2.long\0");
+            sha.update(pan_hash.0);
+            sha.update(transmission.0.to_be_bytes());
+            sha.update(stan.0.to_be_bytes());
+            sha.update(acquirer.0.to_be_bytes());
+            sha.update(forwarder.0.to_be_bytes());
+            sha.finalize()
+        };
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         HoldId(bytes)

@@ -19,9 +19,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use authorizer::decide::{Cryptogram, DecideConfig, Facts, decide};
-use authorizer::ledger::{
-    AuthorizationEvent, Event, LedgerConfig, PanKey, Source, State, UnixSeconds,
-};
+use authorizer::ledger::{AuthorizationEvent, LedgerConfig, PanKey, Source, State, UnixSeconds};
 use authorizer::link::translate::{
     Inbound, MaskedPan, answer, classify, echo_fields, format_error_answer, icc_tags,
     request_from_message, response_mti,
@@ -168,9 +166,9 @@ impl Authorizer {
         );
         if let Some(event) = &decision.event {
             // Applied at once, so the next decision sees the hold; the copy read back from Kafka
-            // is a no-op (dedup by event id, idempotent apply).
+            // is a no-op (idempotent apply).
             self.state
-                .apply(&Event::Authorization(event.clone()))
+                .apply_decided(event, decision.account)
                 .expect("our own event applies");
             f.events += 1;
         }
@@ -190,7 +188,7 @@ impl Authorizer {
             tag91.as_ref().map(|t| t.as_bytes()),
         )
         .expect("the answer encodes");
-        (answer, decision.event)
+        (answer, decision.event.map(AuthorizationEvent::into_owned))
     }
 }
 
