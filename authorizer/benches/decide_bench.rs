@@ -64,100 +64,112 @@ fn main() {
     let now = UnixSeconds(support::NOW_S + 5);
     let requests: Vec<Request<'static>> = (0..2 * N).map(request).collect();
 
+    let report = |what: &str, count: usize, (wall, cpu): (f64, f64), extra: String| {
+        println!(
+            "{what}: {count} in {wall:.3} s = {:.0} decisions/s (on the CPU {cpu:.3} s = {:.0}/s){extra}",
+            count as f64 / wall,
+            count as f64 / cpu
+        );
+    };
+
     // 1. decide only (the state does not change: every request is a fresh approval), one by one.
-    let started = Instant::now();
     let mut approved = 0u64;
-    for r in &requests {
-        let d = decide(&state, r, &facts, &config, now);
-        approved += u64::from(d.response_code.is_approved());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "decide only, one by one: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved)",
+    let times = support::timed(|| {
+        for r in &requests {
+            let d = decide(&state, r, &facts, &config, now);
+            approved += u64::from(d.response_code.is_approved());
+        }
+    });
+    report(
+        "decide only, one by one",
         requests.len(),
-        requests.len() as f64 / elapsed
+        times,
+        format!(", {approved} approved"),
     );
 
     // 2. decide only, as the ledger thread does: each request prepared (its hold id) and its
     // records prefetched a few requests ahead; all the work on this thread.
-    let started = Instant::now();
     let mut approved = 0u64;
-    for_each_prefetched(&mut state, &requests, Prepared::new, |state, prepared| {
-        let d = decide_prepared(state, prepared, &facts, &config, now);
-        approved += u64::from(d.response_code.is_approved());
+    let times = support::timed(|| {
+        for_each_prefetched(&mut state, &requests, Prepared::new, |state, prepared| {
+            let d = decide_prepared(state, prepared, &facts, &config, now);
+            approved += u64::from(d.response_code.is_approved());
+        });
     });
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "decide only, prefetched: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved)",
+    report(
+        "decide only, prefetched",
         requests.len(),
-        requests.len() as f64 / elapsed
+        times,
+        format!(", {approved} approved"),
     );
 
     // 3. the same, with the requests prepared beforehand (the link threads can compute the hold
     // ids, a SHA-256 each, before handing the requests to the ledger thread).
     let prepared: Vec<Prepared> = requests.iter().map(Prepared::new).collect();
-    let started = Instant::now();
     let mut approved = 0u64;
-    for_each_prefetched(
-        &mut state,
-        &prepared,
-        |p| *p,
-        |state, prepared| {
-            let d = decide_prepared(state, prepared, &facts, &config, now);
-            approved += u64::from(d.response_code.is_approved());
-        },
-    );
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "decide only, prefetched, prepared by the link threads: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved)",
+    let times = support::timed(|| {
+        for_each_prefetched(
+            &mut state,
+            &prepared,
+            |p| *p,
+            |state, prepared| {
+                let d = decide_prepared(state, prepared, &facts, &config, now);
+                approved += u64::from(d.response_code.is_approved());
+            },
+        );
+    });
+    report(
+        "decide only, prefetched, prepared by the link threads",
         requests.len(),
-        requests.len() as f64 / elapsed
+        times,
+        format!(", {approved} approved"),
     );
+    drop(prepared);
 
     let repeat: u32 = std::env::var("DECIDE_BENCH_REPEAT")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     for _ in 0..repeat {
-        let started = Instant::now();
-        for_each_prefetched(&mut state, &requests, Prepared::new, |state, prepared| {
-            let d = decide_prepared(state, prepared, &facts, &config, now);
-            assert!(d.response_code.is_approved());
+        let times = support::timed(|| {
+            for_each_prefetched(&mut state, &requests, Prepared::new, |state, prepared| {
+                let d = decide_prepared(state, prepared, &facts, &config, now);
+                assert!(d.response_code.is_approved());
+            });
         });
-        println!(
-            "decide only, prefetched, again: {:.0} decisions/s",
-            requests.len() as f64 / started.elapsed().as_secs_f64()
+        report(
+            "decide only, prefetched, again",
+            requests.len(),
+            times,
+            String::new(),
         );
     }
-    drop(prepared);
 
     // 4. decide and apply the event (what the ledger thread does): every approval holds.
-    let started = Instant::now();
     let mut approved = 0u64;
-    for_each_prefetched(&mut state, &requests, Prepared::new, |state, prepared| {
-        let d = decide_prepared(state, prepared, &facts, &config, now);
-        approved += u64::from(d.response_code.is_approved());
-        if let Some(event) = &d.event {
-            state.apply_decided(event, d.account).unwrap();
-        }
+    let times = support::timed(|| {
+        for_each_prefetched(&mut state, &requests, Prepared::new, |state, prepared| {
+            let d = decide_prepared(state, prepared, &facts, &config, now);
+            approved += u64::from(d.response_code.is_approved());
+            if let Some(event) = &d.event {
+                state.apply_decided(event, d.account).unwrap();
+            }
+        });
     });
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "decide + apply, prefetched: {} decisions in {elapsed:.3} s = {:.0} decisions/s ({approved} approved, {} holds)",
+    let holds = state.counts().holds;
+    report(
+        "decide + apply, prefetched",
         requests.len(),
-        requests.len() as f64 / elapsed,
-        state.counts().holds
+        times,
+        format!(", {approved} approved, {holds} holds"),
     );
 
     // 5. repeats of decided requests (found through the hold id).
-    let started = Instant::now();
     let mut repeats = 0u64;
-    for r in &requests[..N as usize] {
-        repeats += u64::from(decide(&state, r, &facts, &config, now).repeat);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "repeats: {N} in {elapsed:.3} s = {:.0} decisions/s ({repeats} repeats)",
-        N as f64 / elapsed
-    );
+    let times = support::timed(|| {
+        for r in &requests[..N as usize] {
+            repeats += u64::from(decide(&state, r, &facts, &config, now).repeat);
+        }
+    });
+    report("repeats", N as usize, times, format!(", {repeats} repeats"));
 }

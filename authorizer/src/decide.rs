@@ -449,7 +449,7 @@ impl<'r, 'a> Prepared<'r, 'a> {
 /// How many requests ahead [`for_each_prefetched`] starts loading the records of a request: the
 /// index lines `2 * PREFETCH_DISTANCE` ahead, the records `PREFETCH_DISTANCE` ahead, the account
 /// `PREFETCH_DISTANCE / 2` ahead.
-pub const PREFETCH_DISTANCE: usize = 4;
+pub const PREFETCH_DISTANCE: usize = 8;
 
 /// Calls `step` on each request in order, prepared, after starting to load what the next ones
 /// will read. `step` may change the state (decide, then apply the decision's event): prefetching

@@ -450,6 +450,7 @@ impl State {
     /// Reserves room for `accounts` accounts and `cards` cards (snapshot restore, benchmarks).
     pub fn reserve(&mut self, accounts: usize, cards: usize) {
         self.accounts.reserve_exact(accounts);
+        super::table::advise_huge_pages(&self.accounts);
         let State {
             account_index,
             accounts: stored,
@@ -629,6 +630,7 @@ impl State {
         }
         let index = AccountIndex(accounts.len() as u32);
         slot.insert(index);
+        let capacity = accounts.capacity();
         accounts.push(Account {
             id: AccountIdText::new(account_id),
             version: Version(0),
@@ -638,6 +640,9 @@ impl State {
             posted_balance: AmountMinor::ZERO,
             holds: Vec::new(),
         });
+        if accounts.capacity() != capacity {
+            super::table::advise_huge_pages(accounts);
+        }
         Ok(index)
     }
 
