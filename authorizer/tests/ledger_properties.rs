@@ -44,6 +44,27 @@ proptest! {
         }
     }
 
+    /// Each account's held cache (the sum of its holds that open-to-buy reads instead of the
+    /// holds) agrees with the holds after every event: `assert_invariants` recomputes it, and
+    /// `open_to_buy` compares it with the holds (debug builds) at times before, inside and after
+    /// the holds' lives.
+    #[test]
+    fn held_cache_follows_every_event(events in events()) {
+        let mut state = State::new(LedgerConfig::default());
+        for e in &events {
+            state.apply_json(e.source, &e.payload).expect("generated events are valid");
+            state.assert_invariants();
+            for account in 0..support::ACCOUNTS {
+                if let Some(index) = state.account_by_id(&format!("acc-{account}")) {
+                    for day in [-1, 0, 1, 5, 8, 15, 32, 40, 90] {
+                        let now = authorizer::ledger::UnixSeconds(support::T0 + day * support::DAY);
+                        let _ = state.open_to_buy(index, now);
+                    }
+                }
+            }
+        }
+    }
+
     /// Applying any event twice, even after it left the dedup window, changes nothing the second
     /// time.
     #[test]

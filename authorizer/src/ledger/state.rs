@@ -143,6 +143,103 @@ pub struct Account {
     pub(crate) posted_balance: AmountMinor,
     /// Hold records of this account (unordered).
     pub(crate) holds: Vec<HoldId>,
+    /// The sum of its holds, kept up to date by `apply` so that open-to-buy does not read every
+    /// hold record. Replica-local (not in the state hash nor in snapshots).
+    pub(crate) held: HeldCache,
+}
+
+/// What an account's holds add up to, as of a state time: `sum_minor` is the sum of
+/// [`Hold::amount`] over the account's holds with `expires_at > as_of`, and `next_expiry` is at
+/// most the earliest `expires_at` (after `as_of`) of those that hold money. For any `now` with
+/// `as_of <= now < next_expiry`, no hold that counted has expired, so the holds held at `now` sum
+/// to `sum_minor` exactly; outside that window [`State::open_to_buy`] reads the holds. Updated
+/// by every change of a hold (add the new hold's contribution, remove the old one's), refreshed
+/// (recomputed at the watermark) when the watermark reaches `next_expiry`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HeldCache {
+    as_of: UnixSeconds,
+    next_expiry: UnixSeconds,
+    sum_minor: i64,
+}
+
+impl HeldCache {
+    /// No holds: valid for all time.
+    const EMPTY: HeldCache = HeldCache {
+        as_of: UnixSeconds(i64::MIN),
+        next_expiry: UnixSeconds(i64::MAX),
+        sum_minor: 0,
+    };
+    /// Not usable (the sum overflowed `i64`): open-to-buy reads the holds until a refresh.
+    const INVALID: HeldCache = HeldCache {
+        as_of: UnixSeconds(i64::MAX),
+        next_expiry: UnixSeconds(i64::MIN),
+        sum_minor: 0,
+    };
+
+    fn is_valid(&self) -> bool {
+        *self != HeldCache::INVALID
+    }
+
+    fn contribution(&self, hold: &Hold) -> i64 {
+        if hold.expires_at > self.as_of {
+            hold.amount().minor()
+        } else {
+            0
+        }
+    }
+
+    fn add(&mut self, hold: &Hold) {
+        if !self.is_valid() {
+            return;
+        }
+        let contribution = self.contribution(hold);
+        match self.sum_minor.checked_add(contribution) {
+            Some(sum) => self.sum_minor = sum,
+            None => *self = HeldCache::INVALID,
+        }
+        if contribution > 0 {
+            self.next_expiry = self.next_expiry.min(hold.expires_at);
+        }
+    }
+
+    fn remove(&mut self, hold: &Hold) {
+        if !self.is_valid() {
+            return;
+        }
+        match self.sum_minor.checked_sub(self.contribution(hold)) {
+            Some(sum) => self.sum_minor = sum,
+            None => *self = HeldCache::INVALID,
+        }
+    }
+
+    /// The sum held at `now`, when this cache can tell.
+    fn held_at(&self, now: UnixSeconds) -> Option<i64> {
+        (self.as_of <= now && now < self.next_expiry).then_some(self.sum_minor)
+    }
+
+    /// Recomputed from the holds, as of `as_of`.
+    fn of<'h>(as_of: UnixSeconds, holds: impl Iterator<Item = &'h Hold>) -> HeldCache {
+        let mut cache = HeldCache {
+            as_of,
+            next_expiry: UnixSeconds(i64::MAX),
+            sum_minor: 0,
+        };
+        let mut sum: i128 = 0;
+        for hold in holds {
+            let contribution = cache.contribution(hold);
+            sum += i128::from(contribution);
+            if contribution > 0 {
+                cache.next_expiry = cache.next_expiry.min(hold.expires_at);
+            }
+        }
+        match i64::try_from(sum) {
+            Ok(sum) => HeldCache {
+                sum_minor: sum,
+                ..cache
+            },
+            Err(_) => HeldCache::INVALID,
+        }
+    }
 }
 
 impl Account {
@@ -571,17 +668,45 @@ impl State {
     /// credit_limit − posted_balance − Σ holds of the account active at `now`.
     pub fn open_to_buy(&self, index: AccountIndex, now: UnixSeconds) -> OpenToBuy {
         let account = self.account(index);
-        let mut held: i128 = 0;
-        for hold_id in &account.holds {
-            let hold = &self.holds[hold_id];
-            debug_assert_eq!(hold.account, index);
-            held += i128::from(hold.held_at(now).minor());
-        }
+        let held = match account.held.held_at(now) {
+            Some(sum) => {
+                debug_assert_eq!(
+                    i128::from(sum),
+                    self.held_by_reading_holds(account, now),
+                    "held cache of {}",
+                    account.id()
+                );
+                i128::from(sum)
+            }
+            None => self.held_by_reading_holds(account, now),
+        };
         OpenToBuy(
             i128::from(account.credit_limit.minor())
                 - i128::from(account.posted_balance.minor())
                 - held,
         )
+    }
+
+    fn held_by_reading_holds(&self, account: &Account, now: UnixSeconds) -> i128 {
+        account
+            .holds
+            .iter()
+            .map(|hold_id| i128::from(self.holds[hold_id].held_at(now).minor()))
+            .sum()
+    }
+
+    /// Recomputes an account's held cache at the watermark when a hold it counts may have
+    /// expired (state time reached `next_expiry`) or the cache is not usable.
+    fn refresh_held(&mut self, index: AccountIndex) {
+        let account = &self.accounts[index.0 as usize];
+        if account.held.is_valid() && self.watermark < account.held.next_expiry {
+            return;
+        }
+        let held = HeldCache::of(
+            self.watermark,
+            account.holds.iter().map(|hold_id| &self.holds[hold_id]),
+        );
+        self.accounts[index.0 as usize].held = held;
     }
 
     pub fn counts(&self) -> Counts {
@@ -639,6 +764,7 @@ impl State {
             credit_limit: AmountMinor::ZERO,
             posted_balance: AmountMinor::ZERO,
             holds: Vec::new(),
+            held: HeldCache::EMPTY,
         });
         if accounts.capacity() != capacity {
             super::table::advise_huge_pages(accounts);
@@ -826,7 +952,12 @@ impl State {
         if let Some(hold) = self.holds.get_mut(&hold_id)
             && !hold.cleared
         {
+            let before = *hold;
             hold.cleared = true;
+            let after = *hold;
+            let held = &mut self.accounts[after.account.0 as usize].held;
+            held.remove(&before);
+            held.add(&after);
             return true;
         }
         changed
@@ -940,6 +1071,13 @@ impl State {
                 .push(Reverse((hold.retain_until(), e.hold_id)));
         }
         self.holds.insert(e.hold_id, hold);
+        if let Some(before) = before {
+            self.accounts[before.account.0 as usize]
+                .held
+                .remove(&before);
+        }
+        self.accounts[hold.account.0 as usize].held.add(&hold);
+        self.refresh_held(hold.account);
         Ok(Applied::Changed)
     }
 
@@ -960,9 +1098,10 @@ impl State {
             if let Some(hold) = self.holds.get(&hold_id)
                 && hold.retain_until() <= self.watermark
             {
-                let account = hold.account;
+                let hold = *hold;
                 self.holds.remove(&hold_id);
-                self.unlink_hold(account, hold_id);
+                self.unlink_hold(hold.account, hold_id);
+                self.accounts[hold.account.0 as usize].held.remove(&hold);
             }
         }
         while let Some(Reverse((retain_until, hold_id))) = self.cleared_retirement.peek().copied() {
@@ -1174,6 +1313,25 @@ impl State {
                 "every account is indexed by its id, once"
             );
         }
+        for account in &self.accounts {
+            if account.held.is_valid() {
+                let exact = HeldCache::of(
+                    account.held.as_of,
+                    account.holds.iter().map(|hold_id| &self.holds[hold_id]),
+                );
+                assert_eq!(
+                    account.held.sum_minor,
+                    exact.sum_minor,
+                    "held cache sum of {}",
+                    account.id()
+                );
+                assert!(
+                    account.held.next_expiry <= exact.next_expiry,
+                    "held cache of {} expires too late",
+                    account.id()
+                );
+            }
+        }
         let mut linked = 0usize;
         for (i, account) in self.accounts.iter().enumerate() {
             for hold_id in &account.holds {
@@ -1285,6 +1443,7 @@ impl State {
         let account = self.restored_account(account)?;
         hold.account = account;
         link_hold(&mut self.accounts[account.0 as usize].holds, hold_id);
+        self.accounts[account.0 as usize].held.add(&hold);
         self.hold_retirement
             .push(Reverse((hold.retain_until(), hold_id)));
         self.holds.insert(hold_id, hold);
