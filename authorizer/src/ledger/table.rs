@@ -346,14 +346,23 @@ pub(crate) fn advise_huge_pages<T>(v: &Vec<T>) {
     let _ = v;
 }
 
-/// Asks the CPU to start loading the cache line of `value` (no effect on other targets).
+/// Asks the CPU to start loading the cache lines of `value` (every line it touches: a 64-byte
+/// entry that is not 64-byte aligned spans two). No effect on other targets.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: `value` is a valid reference; a prefetch never faults and changes no state.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>()) };
+        const LINE: usize = 64;
+        let start = value as *const T as usize;
+        let last = start + std::mem::size_of::<T>().max(1) - 1;
+        let mut line = start & !(LINE - 1);
+        while line <= last {
+            // SAFETY: a prefetch never faults and changes no state, whatever the address; the
+            // lines are those of a live value anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+            line += LINE;
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
