@@ -11,6 +11,7 @@
 //! the PAN's keyed hash, [`PanHash`]).
 
 pub mod event;
+mod json;
 pub mod state;
 pub mod time;
 pub mod types;
