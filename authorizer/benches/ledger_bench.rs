@@ -68,14 +68,13 @@ fn memory() {
     );
 }
 
-fn apply_json() {
+fn apply_json(events_total: u64) {
     const ACCOUNTS: u64 = 100_000;
-    const EVENTS: u64 = 1_000_000;
     let mut state = State::new(LedgerConfig::default());
     support::build(&mut state, ACCOUNTS, 1_000_000);
     // A mix: 50% hold.placed, 20% hold.released, 20% account.upserted, 10% card.upserted.
-    let mut payloads: Vec<(Source, Vec<u8>)> = Vec::with_capacity(EVENTS as usize);
-    for i in 0..EVENTS {
+    let mut payloads: Vec<(Source, Vec<u8>)> = Vec::with_capacity(events_total as usize);
+    for i in 0..events_total {
         let account = i % ACCOUNTS;
         let (source, json) = match i % 10 {
             0..=4 => {
@@ -119,7 +118,7 @@ fn apply_json() {
     println!(
         "parse only: {parsed} events in {:.3} s = {:.0} events/s",
         elapsed.as_secs_f64(),
-        EVENTS as f64 / elapsed.as_secs_f64()
+        events_total as f64 / elapsed.as_secs_f64()
     );
     // The apply alone, on a copy of the state, from events parsed beforehand.
     let mut copy = State::new(LedgerConfig::default());
@@ -153,10 +152,10 @@ fn apply_json() {
     let elapsed = started.elapsed();
     let (_, allocs_after) = support::live();
     println!(
-        "apply_json: {EVENTS} events ({:.0} bytes avg, {changed} changed) in {:.3} s = {:.0} events/s; net live allocations {}",
-        bytes as f64 / EVENTS as f64,
+        "apply_json: {events_total} events ({:.0} bytes avg, {changed} changed) in {:.3} s = {:.0} events/s; net live allocations {}",
+        bytes as f64 / events_total as f64,
         elapsed.as_secs_f64(),
-        EVENTS as f64 / elapsed.as_secs_f64(),
+        events_total as f64 / elapsed.as_secs_f64(),
         allocs_after - allocs_before
     );
     let started = Instant::now();
@@ -175,8 +174,12 @@ fn main() {
     }
     // `-- apply_json` runs only that part (for profiling).
     let only_apply = std::env::args().any(|a| a == "apply_json");
+    // `-- events=N`: fewer events (for callgrind).
+    let events = std::env::args()
+        .find_map(|a| a.strip_prefix("events=").and_then(|n| n.parse().ok()))
+        .unwrap_or(1_000_000);
     if !only_apply {
         memory();
     }
-    apply_json();
+    apply_json(events);
 }

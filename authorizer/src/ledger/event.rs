@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -449,12 +449,12 @@ impl<'a> Event<'a> {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 use reference::{text, texts};
 
 /// The fields of a cloud event as they are on the wire (read by [`read_cloud`]).
 #[derive(Debug, Default, PartialEq)]
-#[cfg_attr(test, derive(Deserialize))]
+#[cfg_attr(any(test, feature = "fuzzing"), derive(Deserialize))]
 struct CloudWire<'a> {
     schema: Option<u64>,
     #[cfg_attr(
@@ -462,32 +462,68 @@ struct CloudWire<'a> {
         serde(rename = "type", borrow, default, deserialize_with = "text")
     )]
     kind: Option<Cow<'a, str>>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "text"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "text")
+    )]
     event_id: Option<Cow<'a, str>>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "text"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "text")
+    )]
     at: Option<Cow<'a, str>>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "text"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "text")
+    )]
     account_id: Option<Cow<'a, str>>,
     version: Option<u64>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "text"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "text")
+    )]
     status: Option<Cow<'a, str>>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "text"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "text")
+    )]
     currency: Option<Cow<'a, str>>,
     credit_limit: Option<i64>,
     posted_balance: Option<i64>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "texts"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "texts")
+    )]
     cleared_holds: Option<Vec<Cow<'a, str>>>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "text"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "text")
+    )]
     card_id: Option<Cow<'a, str>>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "text"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "text")
+    )]
     pan_hash: Option<Cow<'a, str>>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "text"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "text")
+    )]
     pan_last4: Option<Cow<'a, str>>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "text"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "text")
+    )]
     expiry: Option<Cow<'a, str>>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "text"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "text")
+    )]
     psn: Option<Cow<'a, str>>,
-    #[cfg_attr(test, serde(borrow, default, deserialize_with = "text"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(borrow, default, deserialize_with = "text")
+    )]
     key_set: Option<Cow<'a, str>>,
 }
 
@@ -503,93 +539,83 @@ fn parse_cloud(payload: &[u8]) -> Result<Event<'_>, EventError> {
     cloud_event(read_cloud(payload)?)
 }
 
-/// Marks field `bit` as seen; a second occurrence is an error (as serde's derive).
-fn once(
-    seen: &mut u32,
-    bit: u32,
-    reader: &json::Reader<'_>,
-    name: &'static str,
-) -> Result<(), EventError> {
-    if *seen & (1 << bit) != 0 {
-        return Err(reader.duplicate_field(name));
-    }
-    *seen |= 1 << bit;
-    Ok(())
-}
+/// The keys of a cloud event, in the contract's order for `account.upserted` (the reader
+/// checks the next key against the one after the last first). Indices match `read_cloud`.
+const CLOUD_FIELDS: &[&str] = &[
+    "schema",
+    "type",
+    "event_id",
+    "at",
+    "account_id",
+    "version",
+    "status",
+    "currency",
+    "credit_limit",
+    "posted_balance",
+    "cleared_holds",
+    "card_id",
+    "pan_hash",
+    "pan_last4",
+    "expiry",
+    "psn",
+    "key_set",
+];
 
 /// Reads the wire fields of a cloud event (unknown fields skipped).
 fn read_cloud(payload: &[u8]) -> Result<CloudWire<'_>, EventError> {
     let mut reader = json::Reader::new(payload);
     let mut w = CloudWire::default();
-    let mut seen = 0u32;
-    reader.object("struct CloudWire", |r, key| {
-        match key {
-            "schema" => {
-                once(&mut seen, 0, r, "schema")?;
+    reader.object("struct CloudWire", CLOUD_FIELDS, |r, field| {
+        match field {
+            Some(0) => {
                 w.schema = r.uint()?;
             }
-            "type" => {
-                once(&mut seen, 1, r, "type")?;
+            Some(1) => {
                 w.kind = r.text()?;
             }
-            "event_id" => {
-                once(&mut seen, 2, r, "event_id")?;
+            Some(2) => {
                 w.event_id = r.text()?;
             }
-            "at" => {
-                once(&mut seen, 3, r, "at")?;
+            Some(3) => {
                 w.at = r.text()?;
             }
-            "account_id" => {
-                once(&mut seen, 4, r, "account_id")?;
+            Some(4) => {
                 w.account_id = r.text()?;
             }
-            "version" => {
-                once(&mut seen, 5, r, "version")?;
+            Some(5) => {
                 w.version = r.uint()?;
             }
-            "status" => {
-                once(&mut seen, 6, r, "status")?;
+            Some(6) => {
                 w.status = r.text()?;
             }
-            "currency" => {
-                once(&mut seen, 7, r, "currency")?;
+            Some(7) => {
                 w.currency = r.text()?;
             }
-            "credit_limit" => {
-                once(&mut seen, 8, r, "credit_limit")?;
+            Some(8) => {
                 w.credit_limit = r.int()?;
             }
-            "posted_balance" => {
-                once(&mut seen, 9, r, "posted_balance")?;
+            Some(9) => {
                 w.posted_balance = r.int()?;
             }
-            "cleared_holds" => {
-                once(&mut seen, 10, r, "cleared_holds")?;
+            Some(10) => {
                 w.cleared_holds = r.texts()?;
             }
-            "card_id" => {
-                once(&mut seen, 11, r, "card_id")?;
+            Some(11) => {
                 w.card_id = r.text()?;
             }
-            "pan_hash" => {
-                once(&mut seen, 12, r, "pan_hash")?;
+            Some(12) => {
                 w.pan_hash = r.text()?;
             }
-            "pan_last4" => {
-                once(&mut seen, 13, r, "pan_last4")?;
+            Some(13) => {
                 w.pan_last4 = r.text()?;
             }
-            "expiry" => {
-                once(&mut seen, 14, r, "expiry")?;
+            Some(14) => {
                 w.expiry = r.text()?;
             }
-            "psn" => {
-                once(&mut seen, 15, r, "psn")?;
+            Some(15) => {
                 w.psn = r.text()?;
             }
-            "key_set" => {
-                once(&mut seen, 16, r, "key_set")?;
+            Some(16) => {
                 w.key_set = r.text()?;
             }
             _ => r.skip()?,
@@ -694,7 +720,7 @@ fn cloud_event(wire: CloudWire<'_>) -> Result<Event<'_>, EventError> {
 
 /// The `trace` object on the wire.
 #[derive(Debug, Default, PartialEq, Serialize)]
-#[cfg_attr(test, derive(Deserialize))]
+#[cfg_attr(any(test, feature = "fuzzing"), derive(Deserialize))]
 struct TraceWire<'a> {
     #[serde(borrow, default, deserialize_with = "text")]
     mti: Option<Cow<'a, str>>,
@@ -721,7 +747,7 @@ struct TraceWire<'a> {
 
 /// An authorizer event on the wire (read by [`read_authorization`], written by `to_json`).
 #[derive(Debug, Default, PartialEq, Serialize)]
-#[cfg_attr(test, derive(Deserialize))]
+#[cfg_attr(any(test, feature = "fuzzing"), derive(Deserialize))]
 struct AuthorizationWire<'a> {
     schema: Option<u64>,
     #[serde(rename = "type", borrow, default, deserialize_with = "text")]
@@ -772,7 +798,10 @@ struct AuthorizationWire<'a> {
     )]
     merchant_category: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    #[cfg_attr(test, serde(default, deserialize_with = "reference::object_or_null"))]
+    #[cfg_attr(
+        any(test, feature = "fuzzing"),
+        serde(default, deserialize_with = "reference::object_or_null")
+    )]
     trace: Option<TraceWire<'a>>,
 }
 
@@ -794,42 +823,66 @@ fn parse_authorization(payload: &[u8]) -> Result<AuthorizationEvent<'_>, EventEr
     authorization_event(read_authorization(payload)?)
 }
 
+/// The keys of `trace`, in the order `to_json` writes them. Indices match `read_trace`.
+const TRACE_FIELDS: &[&str] = &[
+    "mti",
+    "pan_masked",
+    "transmission_date_time",
+    "transmitted_at",
+    "stan",
+    "acquirer_id",
+    "forwarder_id",
+    "retrieval_reference",
+];
+
+/// The keys of an authorizer event, in the order `to_json` writes them. Indices match
+/// `read_authorization`.
+const AUTHORIZATION_FIELDS: &[&str] = &[
+    "schema",
+    "type",
+    "event_id",
+    "at",
+    "instance",
+    "account_id",
+    "hold_id",
+    "response_code",
+    "network_response_code",
+    "approval_code",
+    "amount_minor",
+    "currency",
+    "remaining_minor",
+    "expires_at",
+    "merchant_category",
+    "trace",
+];
+
 /// Reads the `trace` object.
 fn read_trace<'a>(reader: &mut json::Reader<'a>) -> Result<TraceWire<'a>, EventError> {
     let mut t = TraceWire::default();
-    let mut seen = 0u32;
-    reader.object("struct TraceWire", |r, key| {
-        match key {
-            "mti" => {
-                once(&mut seen, 0, r, "mti")?;
+    reader.object("struct TraceWire", TRACE_FIELDS, |r, field| {
+        match field {
+            Some(0) => {
                 t.mti = r.text()?;
             }
-            "pan_masked" => {
-                once(&mut seen, 1, r, "pan_masked")?;
+            Some(1) => {
                 t.pan_masked = r.text()?;
             }
-            "transmission_date_time" => {
-                once(&mut seen, 2, r, "transmission_date_time")?;
+            Some(2) => {
                 t.transmission_date_time = r.text()?;
             }
-            "transmitted_at" => {
-                once(&mut seen, 3, r, "transmitted_at")?;
+            Some(3) => {
                 t.transmitted_at = r.text()?;
             }
-            "stan" => {
-                once(&mut seen, 4, r, "stan")?;
+            Some(4) => {
                 t.stan = r.text()?;
             }
-            "acquirer_id" => {
-                once(&mut seen, 5, r, "acquirer_id")?;
+            Some(5) => {
                 t.acquirer_id = r.text()?;
             }
-            "forwarder_id" => {
-                once(&mut seen, 6, r, "forwarder_id")?;
+            Some(6) => {
                 t.forwarder_id = r.text()?;
             }
-            "retrieval_reference" => {
-                once(&mut seen, 7, r, "retrieval_reference")?;
+            Some(7) => {
                 t.retrieval_reference = r.text()?;
             }
             _ => r.skip()?,
@@ -843,81 +896,68 @@ fn read_trace<'a>(reader: &mut json::Reader<'a>) -> Result<TraceWire<'a>, EventE
 fn read_authorization(payload: &[u8]) -> Result<AuthorizationWire<'_>, EventError> {
     let mut reader = json::Reader::new(payload);
     let mut w = AuthorizationWire::default();
-    let mut seen = 0u32;
-    reader.object("struct AuthorizationWire", |r, key| {
-        match key {
-            "schema" => {
-                once(&mut seen, 0, r, "schema")?;
-                w.schema = r.uint()?;
+    reader.object(
+        "struct AuthorizationWire",
+        AUTHORIZATION_FIELDS,
+        |r, field| {
+            match field {
+                Some(0) => {
+                    w.schema = r.uint()?;
+                }
+                Some(1) => {
+                    w.kind = r.text()?;
+                }
+                Some(2) => {
+                    w.event_id = r.text()?;
+                }
+                Some(3) => {
+                    w.at = r.text()?;
+                }
+                Some(4) => {
+                    w.instance = r.text()?;
+                }
+                Some(5) => {
+                    w.account_id = r.text()?;
+                }
+                Some(6) => {
+                    w.hold_id = r.text()?;
+                }
+                Some(7) => {
+                    w.response_code = r.text()?;
+                }
+                Some(8) => {
+                    w.network_response_code = r.text()?;
+                }
+                Some(9) => {
+                    w.approval_code = r.text()?;
+                }
+                Some(10) => {
+                    w.amount_minor = r.int()?;
+                }
+                Some(11) => {
+                    w.currency = r.text()?;
+                }
+                Some(12) => {
+                    w.remaining_minor = r.int()?;
+                }
+                Some(13) => {
+                    w.expires_at = r.text()?;
+                }
+                Some(14) => {
+                    w.merchant_category = r.text()?;
+                }
+                Some(15) => {
+                    w.trace = if r.null()? {
+                        None
+                    } else {
+                        Some(read_trace(r)?)
+                    };
+                }
+                _ => r.skip()?,
             }
-            "type" => {
-                once(&mut seen, 1, r, "type")?;
-                w.kind = r.text()?;
-            }
-            "event_id" => {
-                once(&mut seen, 2, r, "event_id")?;
-                w.event_id = r.text()?;
-            }
-            "at" => {
-                once(&mut seen, 3, r, "at")?;
-                w.at = r.text()?;
-            }
-            "instance" => {
-                once(&mut seen, 4, r, "instance")?;
-                w.instance = r.text()?;
-            }
-            "account_id" => {
-                once(&mut seen, 5, r, "account_id")?;
-                w.account_id = r.text()?;
-            }
-            "hold_id" => {
-                once(&mut seen, 6, r, "hold_id")?;
-                w.hold_id = r.text()?;
-            }
-            "response_code" => {
-                once(&mut seen, 7, r, "response_code")?;
-                w.response_code = r.text()?;
-            }
-            "network_response_code" => {
-                once(&mut seen, 8, r, "network_response_code")?;
-                w.network_response_code = r.text()?;
-            }
-            "approval_code" => {
-                once(&mut seen, 9, r, "approval_code")?;
-                w.approval_code = r.text()?;
-            }
-            "amount_minor" => {
-                once(&mut seen, 10, r, "amount_minor")?;
-                w.amount_minor = r.int()?;
-            }
-            "currency" => {
-                once(&mut seen, 11, r, "currency")?;
-                w.currency = r.text()?;
-            }
-            "remaining_minor" => {
-                once(&mut seen, 12, r, "remaining_minor")?;
-                w.remaining_minor = r.int()?;
-            }
-            "expires_at" => {
-                once(&mut seen, 13, r, "expires_at")?;
-                w.expires_at = r.text()?;
-            }
-            "merchant_category" => {
-                once(&mut seen, 14, r, "merchant_category")?;
-                w.merchant_category = r.text()?;
-            }
-            "trace" => {
-                once(&mut seen, 15, r, "trace")?;
-                w.trace = if r.null()? {
-                    None
-                } else {
-                    Some(read_trace(r)?)
-                };
-            }
-            _ => r.skip()?,
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     reader.end()?;
     Ok(w)
 }
@@ -1067,9 +1107,11 @@ fn authorization_event(wire: AuthorizationWire<'_>) -> Result<AuthorizationEvent
 }
 
 /// The serde_json path these events were parsed with before [`json::Reader`]: the reference the
-/// differential tests compare the reader with (same wire structs, same checks after them).
-#[cfg(test)]
-mod reference {
+/// differential tests and the `event_parse` fuzz target compare the reader with (same wire
+/// structs, same checks after them). Not built in production (feature `fuzzing` or tests only).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod reference {
     use std::borrow::Cow;
     use std::fmt;
     use std::marker::PhantomData;
@@ -1164,7 +1206,7 @@ mod reference {
     }
 
     /// `Event::parse` through serde_json.
-    pub(crate) fn parse(source: Source, payload: &[u8]) -> Result<Event<'_>, EventError> {
+    pub fn parse(source: Source, payload: &[u8]) -> Result<Event<'_>, EventError> {
         match source {
             Source::AccountUpdates => cloud_event(wire(payload)?),
             Source::Authorizations => authorization_event(wire(payload)?).map(Event::Authorization),
@@ -1172,10 +1214,7 @@ mod reference {
     }
 
     /// The wire structs through serde_json and through [`json::Reader`], for comparison.
-    pub(crate) fn wires_agree(
-        source: Source,
-        payload: &[u8],
-    ) -> Result<bool, (EventError, EventError)> {
+    pub fn wires_agree(source: Source, payload: &[u8]) -> Result<bool, (EventError, EventError)> {
         Ok(match source {
             Source::AccountUpdates => match (wire::<CloudWire<'_>>(payload), read_cloud(payload)) {
                 (Ok(a), Ok(b)) => a == b,

@@ -29,6 +29,9 @@ pub(crate) type JsonResult<T> = Result<T, EventError>;
 /// A cursor over one JSON payload.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
+    /// The payload as text when all of it is UTF-8 (the rule): a string between two quotes is
+    /// then a slice of it, without a UTF-8 check per string (a quote is a character boundary).
+    text: Option<&'a str>,
     at: usize,
 }
 
@@ -63,7 +66,11 @@ enum Number<'a> {
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Reader<'a> {
-        Reader { bytes, at: 0 }
+        Reader {
+            bytes,
+            text: std::str::from_utf8(bytes).ok(),
+            at: 0,
+        }
     }
 
     /// An error at byte `at`, positioned like serde_json's (line and column of that byte, 1-based).
@@ -112,19 +119,27 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// An object: calls `field` with each key, the reader placed after the `:`; `field` must
-    /// consume the value. `expected` names the object in type errors.
+    /// An object whose known keys are `names` (at most 32): calls `field` with the index of each
+    /// known key (`None` for another key), the reader placed after the `:`; `field` must consume
+    /// the value. A known key twice is an error. `expected` names the object in type errors.
+    ///
+    /// Keys usually come in the order of `names` (the producers write them so): the key after
+    /// key `i` is first compared with `names[i + 1]` in place, without decoding it.
     pub(crate) fn object(
         &mut self,
         expected: &'static str,
-        mut field: impl FnMut(&mut Reader<'a>, &str) -> JsonResult<()>,
+        names: &[&'static str],
+        mut field: impl FnMut(&mut Reader<'a>, Option<usize>) -> JsonResult<()>,
     ) -> JsonResult<()> {
+        assert!(names.len() <= 32);
         match self.peek() {
             None => return Err(self.error("EOF while parsing a value")),
             Some(b'{') => self.at += 1,
             Some(_) => return Err(self.invalid_type(expected)),
         }
         let mut first = true;
+        let mut seen = 0u32;
+        let mut next = 0usize;
         loop {
             match self.peek() {
                 None => return Err(self.error("EOF while parsing an object")),
@@ -147,14 +162,45 @@ impl<'a> Reader<'a> {
             }
             first = false;
             self.at += 1;
-            let key = self.string()?;
+            let index = match self.predicted_key(names, next) {
+                Some(index) => Some(index),
+                None => match (0..names.len()).find_map(|i| self.predicted_key(names, i)) {
+                    Some(index) => Some(index),
+                    // Another key, or a known one written with escapes.
+                    None => {
+                        let key = self.string()?;
+                        names.iter().position(|name| *name == key)
+                    }
+                },
+            };
             match self.peek() {
                 Some(b':') => self.at += 1,
                 Some(_) => return Err(self.error("expected `:`")),
                 None => return Err(self.error("EOF while parsing an object")),
             }
-            field(self, &key)?;
+            if let Some(index) = index {
+                if seen & (1 << index) != 0 {
+                    return Err(self.duplicate_field(names[index]));
+                }
+                seen |= 1 << index;
+                next = index + 1;
+            }
+            field(self, index)?;
         }
+    }
+
+    /// Whether the key at the cursor (its opening quote consumed) is `names[index]` followed by
+    /// its closing quote; if so, consumes it. A name has no `"`, `\` nor control character, so
+    /// the raw bytes are the key.
+    #[inline]
+    fn predicted_key(&mut self, names: &[&'static str], index: usize) -> Option<usize> {
+        let name = names.get(index)?.as_bytes();
+        let end = self.at + name.len();
+        if self.bytes.get(end) == Some(&b'"') && self.bytes.get(self.at..end)? == name {
+            self.at = end + 1;
+            return Some(index);
+        }
+        None
     }
 
     /// Consumes a `null` and says so, or leaves any other value in place (an absent `Option`).
@@ -476,6 +522,9 @@ impl<'a> Reader<'a> {
         match self.bytes.get(end) {
             Some(b'"') => {
                 self.at = end + 1;
+                if let Some(text) = self.text.and_then(|t| t.get(start..end)) {
+                    return Ok(Cow::Borrowed(text));
+                }
                 let raw = &self.bytes[start..end];
                 match std::str::from_utf8(raw) {
                     Ok(text) => Ok(Cow::Borrowed(text)),
