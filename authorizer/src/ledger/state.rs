@@ -433,30 +433,47 @@ impl DedupWindow {
         }
     }
 
+    #[cfg(test)]
     fn contains(&self, key: EventKey) -> bool {
         self.find(key).is_ok()
     }
 
+    #[cfg(test)]
     fn insert(&mut self, key: EventKey) {
-        if self.find(key).is_ok() {
-            return;
+        if let Err(vacant) = self.find(key) {
+            self.insert_absent(key, vacant);
         }
+    }
+
+    /// Adds a key that [`DedupWindow::find`] just reported absent, with the empty slot it gave
+    /// (found again only when the index changes first: a removal or a growth).
+    fn insert_absent(&mut self, key: EventKey, vacant: usize) {
+        debug_assert_eq!(self.find(key), Err(vacant));
+        let mut moved = false;
         let position = if self.ring.len() < self.capacity {
             if (self.ring.len() + 1) * 4 > self.index.len() * 3 {
                 self.grow();
+                moved = true;
             }
             self.ring.push(key);
             self.ring.len() - 1
         } else {
             let position = self.oldest;
             self.remove(position);
+            moved = true;
             self.ring[position] = key;
             self.oldest = (position + 1) % self.capacity;
             position
         };
-        let Err(slot) = self.find(key) else {
-            unreachable!("the key was absent and nothing else was added")
+        let slot = if moved {
+            let Err(slot) = self.find(key) else {
+                unreachable!("the key was absent and nothing else was added")
+            };
+            slot
+        } else {
+            vacant
         };
+        assert!(self.index[slot] == 0);
         self.index[slot] = Self::tag(key) << Self::POSITION_BITS | (position as u64 + 1);
         assert!(self.ring.len() <= self.capacity);
     }
@@ -615,15 +632,16 @@ impl State {
     /// not applied at all).
     pub fn apply(&mut self, event: &Event<'_>) -> Result<Applied, EventError> {
         let key = event.event_key();
-        if self.dedup.contains(key) {
+        let Err(vacant) = self.dedup.find(key) else {
             return Ok(Applied::Unchanged);
-        }
+        };
         let applied = match event {
             Event::AccountUpserted(e) => self.apply_account(e)?,
             Event::CardUpserted(e) => self.apply_card(e)?,
             Event::Authorization(e) => self.apply_authorization(e)?,
         };
-        self.dedup.insert(key);
+        // The window is untouched by the apply: the probe's empty slot is still the key's.
+        self.dedup.insert_absent(key, vacant);
         Ok(applied)
     }
 
