@@ -458,7 +458,7 @@ use reference::{text, texts};
 struct CloudWire<'a> {
     schema: Option<u64>,
     #[cfg_attr(
-        test,
+        any(test, feature = "fuzzing"),
         serde(rename = "type", borrow, default, deserialize_with = "text")
     )]
     kind: Option<Cow<'a, str>>,
