@@ -1,6 +1,7 @@
 //! A JSON reader for the flat event objects of the log: one pass over the bytes, strings borrowed
 //! from the payload when they have no escapes, no allocation otherwise (except for escaped
-//! strings, string lists and deeply nested ignored values).
+//! strings, string lists and deeply nested ignored values). It replaced `serde_json` on the
+//! ledger's hot path: about twice the events per second (`ledger_bench`, "parse only").
 //!
 //! It accepts and rejects exactly what `serde_json::from_slice` into the wire structs of
 //! [`super::event`] did (the serde path is kept there as the test reference; a differential
