@@ -1,8 +1,9 @@
 //! Ledger benchmarks (a bench binary printing figures):
-//! * events applied per second from JSON bytes (mix of the four kinds a replica reads);
+//! * events applied per second from JSON bytes (mix of the four kinds a replica reads), with
+//!   the parse alone and the apply alone (events parsed beforehand) for the breakdown;
 //! * bytes of memory per account, per card and per hold (counting allocator).
 //!
-//! Run: `cargo bench -p authorizer --bench ledger_bench`
+//! Run: `cargo bench -p authorizer --bench ledger_bench` (`-- apply_json`: only the throughput).
 
 #[path = "ledger_support/mod.rs"]
 mod support;
@@ -67,14 +68,13 @@ fn memory() {
     );
 }
 
-fn apply_json() {
+fn apply_json(events_total: u64) {
     const ACCOUNTS: u64 = 100_000;
-    const EVENTS: u64 = 1_000_000;
     let mut state = State::new(LedgerConfig::default());
     support::build(&mut state, ACCOUNTS, 1_000_000);
     // A mix: 50% hold.placed, 20% hold.released, 20% account.upserted, 10% card.upserted.
-    let mut payloads: Vec<(Source, Vec<u8>)> = Vec::with_capacity(EVENTS as usize);
-    for i in 0..EVENTS {
+    let mut payloads: Vec<(Source, Vec<u8>)> = Vec::with_capacity(events_total as usize);
+    for i in 0..events_total {
         let account = i % ACCOUNTS;
         let (source, json) = match i % 10 {
             0..=4 => {
@@ -118,8 +118,29 @@ fn apply_json() {
     println!(
         "parse only: {parsed} events in {:.3} s = {:.0} events/s",
         elapsed.as_secs_f64(),
-        EVENTS as f64 / elapsed.as_secs_f64()
+        events_total as f64 / elapsed.as_secs_f64()
     );
+    // The apply alone, on a copy of the state, from events parsed beforehand.
+    let mut copy = State::new(LedgerConfig::default());
+    support::build(&mut copy, ACCOUNTS, 1_000_000);
+    let events: Vec<authorizer::ledger::Event<'_>> = payloads
+        .iter()
+        .map(|(source, payload)| authorizer::ledger::Event::parse(*source, payload).unwrap())
+        .collect();
+    let started = Instant::now();
+    for event in &events {
+        copy.apply(event).unwrap();
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "apply only: {} events in {:.3} s = {:.0} events/s",
+        events.len(),
+        elapsed.as_secs_f64(),
+        events.len() as f64 / elapsed.as_secs_f64()
+    );
+    let copy_hash = copy.state_hash();
+    drop(events);
+    drop(copy);
     let (_, allocs_before) = support::live();
     let started = Instant::now();
     let mut changed = 0u64;
@@ -131,14 +152,15 @@ fn apply_json() {
     let elapsed = started.elapsed();
     let (_, allocs_after) = support::live();
     println!(
-        "apply_json: {EVENTS} events ({:.0} bytes avg, {changed} changed) in {:.3} s = {:.0} events/s; net live allocations {}",
-        bytes as f64 / EVENTS as f64,
+        "apply_json: {events_total} events ({:.0} bytes avg, {changed} changed) in {:.3} s = {:.0} events/s; net live allocations {}",
+        bytes as f64 / events_total as f64,
         elapsed.as_secs_f64(),
-        EVENTS as f64 / elapsed.as_secs_f64(),
+        events_total as f64 / elapsed.as_secs_f64(),
         allocs_after - allocs_before
     );
     let started = Instant::now();
     let hash = state.state_hash();
+    assert_eq!(hash, copy_hash, "apply and apply_json reach the same state");
     println!(
         "state_hash over {:?}: {:.3} s ({hash})",
         state.counts(),
@@ -150,6 +172,14 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    memory();
-    apply_json();
+    // `-- apply_json` runs only that part (for profiling).
+    let only_apply = std::env::args().any(|a| a == "apply_json");
+    // `-- events=N`: fewer events (for callgrind).
+    let events = std::env::args()
+        .find_map(|a| a.strip_prefix("events=").and_then(|n| n.parse().ok()))
+        .unwrap_or(1_000_000);
+    if !only_apply {
+        memory();
+    }
+    apply_json(events);
 }

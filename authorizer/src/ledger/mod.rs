@@ -11,6 +11,8 @@
 //! the PAN's keyed hash, [`PanHash`]).
 
 pub mod event;
+/// The JSON reader behind [`Event::parse`].
+mod json;
 pub mod state;
 pub mod table;
 pub mod time;

@@ -244,7 +244,7 @@ impl std::hash::Hasher for TextHasher {
 }
 
 /// The splitmix64 finalizer: every output bit depends on every input bit.
-fn mix64(mut z: u64) -> u64 {
+pub(crate) fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -267,13 +267,19 @@ impl HoldId {
     pub const TEXT_LEN: usize = 34;
 
     pub fn parse(text: &str) -> Option<HoldId> {
-        let hex_part = text.strip_prefix("h-")?;
-        if hex_part.len() != 32 {
-            return None;
-        }
+        let hex_part: &[u8; 32] = text.strip_prefix("h-")?.as_bytes().try_into().ok()?;
+        // A table lookup per digit (the hex crate's decoder was a tenth of parsing an event).
         let mut bytes = [0u8; 16];
-        hex::decode_to_slice(hex_part, &mut bytes).ok()?;
-        Some(HoldId(bytes))
+        let mut bad = 0u8;
+        for (byte, pair) in bytes.iter_mut().zip(hex_part.chunks_exact(2)) {
+            let (high, low) = (
+                HEX_NIBBLE[usize::from(pair[0])],
+                HEX_NIBBLE[usize::from(pair[1])],
+            );
+            bad |= high | low;
+            *byte = high << 4 | (low & 0x0f);
+        }
+        (bad & 0x10 == 0).then_some(HoldId(bytes))
     }
 
     /// Lower-case text form (`h-` + 32 hex).
@@ -561,52 +567,135 @@ impl fmt::Display for ResponseCode {
     }
 }
 
-/// The event id of a log event, reduced to 128 bits for the dedup window: a UUID in text form is
-/// its own 128 bits; any other text is the first 16 bytes of its SHA-256.
+/// The event id of a log event, reduced to 128 bits for the dedup window, without hashing in
+/// the common cases: a UUID in text form is its own 128 bits; an id of at most 15 bytes is its
+/// own bytes (zero padded, the length in the last byte); any other text is the first 16 bytes of
+/// its SHA-256 with the low bit flipped. Each form is injective, so two different ids share a
+/// key only across forms: by chance (2^-128 per pair for SHA-256 output) or when a producer
+/// crafts a UUID equal to another id's key (the producers are the cloud and our authorizers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventKey(pub u128);
 
 impl std::hash::Hash for EventKey {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // UUIDs (v4 and v7) carry random bits at both ends; SHA-256 output everywhere.
-        state.write_u64((self.0 as u64) ^ ((self.0 >> 64) as u64).rotate_left(17));
+        state.write_u64(self.hash64());
     }
 }
 
 impl EventKey {
+    /// Ids this short are their own key.
+    pub const INLINE_MAX: usize = 15;
+
     pub fn of(event_id: &str) -> EventKey {
         if let Some(value) = parse_uuid(event_id) {
             return EventKey(value);
         }
-        let digest = Sha256::digest(event_id.as_bytes());
+        let b = event_id.as_bytes();
+        if b.len() <= Self::INLINE_MAX {
+            let mut bytes = [0u8; 16];
+            bytes[..b.len()].copy_from_slice(b);
+            bytes[15] = b.len() as u8;
+            return EventKey(u128::from_be_bytes(bytes));
+        }
+        let digest = Sha256::digest(b);
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         // Flip a bit that UUID text could also produce, so that the two spaces rarely meet;
         // collisions are 2^-128 events either way.
         EventKey(u128::from_be_bytes(bytes) ^ 1)
     }
+
+    /// A well-mixed 64-bit hash (short ids are not random bits).
+    #[inline]
+    pub fn hash64(self) -> u64 {
+        mix64((self.0 as u64) ^ mix64((self.0 >> 64) as u64))
+    }
 }
 
 fn parse_uuid(text: &str) -> Option<u128> {
-    let b = text.as_bytes();
-    if b.len() != 36 {
+    let b: &[u8; 36] = text.as_bytes().try_into().ok()?;
+    if b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
         return None;
     }
     let mut value: u128 = 0;
+    let mut bad = 0u8;
     for (i, &c) in b.iter().enumerate() {
         if matches!(i, 8 | 13 | 18 | 23) {
-            if c != b'-' {
-                return None;
-            }
             continue;
         }
-        let nibble = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return None,
-        };
-        value = (value << 4) | u128::from(nibble);
+        let nibble = HEX_NIBBLE[usize::from(c)];
+        bad |= nibble;
+        value = (value << 4) | u128::from(nibble & 0x0f);
     }
-    Some(value)
+    (bad & 0x10 == 0).then_some(value)
+}
+
+/// Hex digit values; `0x10` marks a byte that is not a hex digit.
+const HEX_NIBBLE: [u8; 256] = {
+    let mut table = [0x10u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        table[c] = match c as u8 {
+            b @ b'0'..=b'9' => b - b'0',
+            b @ b'a'..=b'f' => b - b'a' + 10,
+            b @ b'A'..=b'F' => b - b'A' + 10,
+            _ => 0x10,
+        };
+        c += 1;
+    }
+    table
+};
+
+#[cfg(test)]
+mod event_key_tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_their_own_bits_in_either_case() {
+        let key = EventKey::of("7b0c1e0e-2a43-4c1b-9a53-8a1f3f3f9d10");
+        assert_eq!(key, EventKey(0x7b0c1e0e_2a43_4c1b_9a53_8a1f3f3f9d10));
+        assert_eq!(key, EventKey::of("7B0C1E0E-2A43-4C1B-9A53-8A1F3F3F9D10"));
+        // Not hex, or dashes misplaced: hashed instead.
+        let hashed = |id: &str| {
+            let digest = Sha256::digest(id.as_bytes());
+            EventKey(u128::from_be_bytes(digest[..16].try_into().unwrap()) ^ 1)
+        };
+        let not_hex = "7b0c1e0e-2a43-4c1b-9a53-8a1f3f3f9d1g";
+        assert_eq!(EventKey::of(not_hex), hashed(not_hex));
+        assert_ne!(
+            EventKey::of("7b0c1e0e2-a43-4c1b-9a53-8a1f3f3f9d10"),
+            EventKey::of("7b0c1e0e-2a43-4c1b-9a53-8a1f3f3f9d10")
+        );
+    }
+
+    #[test]
+    fn short_ids_are_their_own_bytes_and_never_meet() {
+        let ids = [
+            "",
+            "a",
+            "a\0",
+            "h-1",
+            "h-10",
+            "h-1\0",
+            "r-1",
+            "123456789012345",
+        ];
+        for a in ids {
+            for b in ids {
+                assert_eq!(EventKey::of(a) == EventKey::of(b), a == b, "{a:?} {b:?}");
+            }
+        }
+        assert_eq!(
+            EventKey::of("h-1").0.to_be_bytes(),
+            [b'h', b'-', b'1', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]
+        );
+        // Sixteen bytes and more are hashed.
+        let long = EventKey::of("1234567890123456");
+        let digest = Sha256::digest(b"1234567890123456");
+        assert_eq!(
+            long,
+            EventKey(u128::from_be_bytes(digest[..16].try_into().unwrap()) ^ 1)
+        );
+        assert_ne!(long, EventKey::of("123456789012345"));
+    }
 }
