@@ -17,9 +17,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authorizer::ledger::{LedgerConfig, State};
+use authorizer::ledger::{Event, EventError, LedgerConfig, State};
 use authorizer::log::{
-    Apply, KafkaConfig, LogMetrics, Outbound, Publisher, PublisherConfig, ReplayOptions, TopicRole,
+    Apply, KafkaConfig, LogMetrics, LogRecord, Outbound, Publisher, PublisherConfig, ReplayOptions,
     ensure_topic, replay,
 };
 use rdkafka::ClientConfig;
@@ -32,13 +32,18 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Counts records, applies nothing: the log side alone.
+/// Counts records, applies nothing: the log side alone (with the parsing, which the consumer's
+/// thread does).
 struct Count(u64);
 
 impl Apply for Count {
     type Rejection = std::convert::Infallible;
-    fn apply(&mut self, _: TopicRole, payload: &[u8]) -> Result<(), Self::Rejection> {
-        self.0 += payload.len() as u64;
+    fn apply(
+        &mut self,
+        record: &LogRecord,
+        _: &Result<Event<'_>, EventError>,
+    ) -> Result<(), Self::Rejection> {
+        self.0 += record.payload.as_ref().map_or(0, Vec::len) as u64;
         Ok(())
     }
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use authorizer::ledger::{EventError, LedgerConfig, Source, State};
+use authorizer::ledger::{Event, EventError, LedgerConfig, Source, State};
 use authorizer::log::dlq::{
     HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
 use authorizer::log::{
-    Apply, DeadLetterWriter, Delivery, Follower, KafkaConfig, LogMetrics, Outbound, Publisher,
-    PublisherConfig, ReplayOptions, StartOffsets, TopicRole, replay,
+    Apply, DeadLetterWriter, Delivery, Follower, KafkaConfig, LogMetrics, LogRecord, Outbound,
+    Publisher, PublisherConfig, ReplayOptions, StartOffsets, replay,
 };
 use log_support::*;
 
@@ -275,11 +275,15 @@ struct Gated {
 
 impl Apply for Gated {
     type Rejection = EventError;
-    fn apply(&mut self, role: TopicRole, payload: &[u8]) -> Result<(), EventError> {
+    fn apply(
+        &mut self,
+        record: &LogRecord,
+        event: &Result<Event<'_>, EventError>,
+    ) -> Result<(), EventError> {
         while !self.open.load(Ordering::Acquire) {
             std::thread::park_timeout(Duration::from_millis(5));
         }
-        Apply::apply(&mut self.inner, role, payload)
+        Apply::apply(&mut self.inner, record, event)
     }
 }
 

@@ -502,6 +502,11 @@ impl DedupWindow {
         self.ring.len()
     }
 
+    /// Starts loading the index slot where `key` would be found. A hint.
+    fn prefetch(&self, key: EventKey) {
+        super::table::prefetch(&self.index[Self::tag(key) as usize & self.mask()]);
+    }
+
     /// The top 39 bits of the key's hash; its low bits give the home slot.
     fn tag(key: EventKey) -> u64 {
         key.hash64() >> Self::POSITION_BITS
@@ -718,6 +723,30 @@ impl State {
         });
         self.cards.reserve(cards);
         self.card_id_arena.reserve(cards.saturating_mul(12));
+    }
+
+    /// Starts loading what applying these events will read: the dedup window's slot, the
+    /// account (its index entry and its record, by a lookup whose result is dropped: lookups of
+    /// different events overlap in the CPU), the card or hold record. For the events of one
+    /// batch (up to a few hundred) before applying them in order: the results are exactly those
+    /// of applying them one by one, only with fewer waits for memory. A hint: changes nothing.
+    pub fn prefetch_events<'e>(&self, events: impl Iterator<Item = &'e Event<'e>> + Clone) {
+        for event in events.clone() {
+            self.dedup.prefetch(event.event_key());
+            match event {
+                Event::AccountUpserted(_) => {}
+                Event::CardUpserted(e) => self.cards.prefetch_slot(&e.pan_hash),
+                Event::Authorization(e) => self.holds.prefetch_slot(&e.hold_id),
+            }
+        }
+        for event in events {
+            std::hint::black_box(self.find_account(event.account_id()));
+            match event {
+                Event::AccountUpserted(_) => {}
+                Event::CardUpserted(e) => self.cards.prefetch_entry(&e.pan_hash),
+                Event::Authorization(e) => self.holds.prefetch_entry(&e.hold_id),
+            }
+        }
     }
 
     /// Parses one event read from `source` and applies it. Never panics on bad input: a bad

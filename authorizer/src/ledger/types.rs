@@ -624,7 +624,9 @@ fn parse_uuid(text: &str) -> Option<u128> {
             continue;
         }
         let nibble = HEX_NIBBLE[usize::from(c)];
-        bad |= nibble;
+        // Lower case only: `A` and `a` are different ids, so only one text may map to a value
+        // (upper-case ids take the hashed path).
+        bad |= nibble | if c.is_ascii_uppercase() { 0x10 } else { 0 };
         value = (value << 4) | u128::from(nibble & 0x0f);
     }
     (bad & 0x10 == 0).then_some(value)
@@ -651,10 +653,12 @@ mod event_key_tests {
     use super::*;
 
     #[test]
-    fn uuids_are_their_own_bits_in_either_case() {
+    fn lower_case_uuids_are_their_own_bits() {
         let key = EventKey::of("7b0c1e0e-2a43-4c1b-9a53-8a1f3f3f9d10");
         assert_eq!(key, EventKey(0x7b0c1e0e_2a43_4c1b_9a53_8a1f3f3f9d10));
-        assert_eq!(key, EventKey::of("7B0C1E0E-2A43-4C1B-9A53-8A1F3F3F9D10"));
+        // Another text is another id: upper case is hashed, never the lower-case id's key.
+        assert_ne!(key, EventKey::of("7B0C1E0E-2A43-4C1B-9A53-8A1F3F3F9D10"));
+        assert_ne!(key, EventKey::of("7b0c1e0e-2a43-4c1b-9a53-8a1f3f3f9D10"));
         // Not hex, or dashes misplaced: hashed instead.
         let hashed = |id: &str| {
             let digest = Sha256::digest(id.as_bytes());

@@ -19,18 +19,27 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
+use super::batch::RecordBatch;
 use super::consumer::{ConsumerHandle, LogRecord};
 use super::dlq::DeadLetter;
 use super::metrics::LogMetrics;
 use super::{Offsets, TopicPartition, TopicRole};
+use crate::ledger::{Event, EventError};
 
-/// What the log feeds: the ledger's state. One JSON event per record value.
+/// What the log feeds: the ledger's state. One JSON event per record value, parsed by the
+/// consumer's thread ([`RecordBatch`]).
 pub trait Apply {
     /// Why an event was rejected. Its `Display` is the dead-letter reason header.
     type Rejection: fmt::Display;
-    /// Applies one event read from a topic with role `role`. A rejected event must leave the
-    /// state unchanged.
-    fn apply(&mut self, role: TopicRole, payload: &[u8]) -> Result<(), Self::Rejection>;
+    /// Starts loading what applying the batch's events will read. A hint; by default nothing.
+    fn prefetch(&self, _batch: &RecordBatch) {}
+    /// Applies the event of one record (`event`: what its payload parsed to). A rejected event
+    /// must leave the state unchanged.
+    fn apply(
+        &mut self,
+        record: &LogRecord,
+        event: &Result<Event<'_>, EventError>,
+    ) -> Result<(), Self::Rejection>;
 }
 
 /// Where rejected events go.
@@ -127,10 +136,11 @@ impl Applier {
     }
 
     /// Applies a batch from the consumer.
-    pub fn apply_batch<A: Apply>(&mut self, state: &mut A, records: Vec<LogRecord>) {
+    pub fn apply_batch<A: Apply>(&mut self, state: &mut A, batch: RecordBatch) {
         let before = self.progress;
-        for record in records {
-            self.apply_one(state, record);
+        state.prefetch(&batch);
+        for (record, event) in batch.iter() {
+            self.apply_one(state, record, event);
         }
         for slot in self.slots.values_mut().filter(|s| s.dirty) {
             slot.dirty = false;
@@ -148,21 +158,23 @@ impl Applier {
         }
     }
 
-    fn apply_one<A: Apply>(&mut self, state: &mut A, record: LogRecord) {
+    fn apply_one<A: Apply>(
+        &mut self,
+        state: &mut A,
+        record: &LogRecord,
+        event: Option<&Result<Event<'_>, EventError>>,
+    ) {
         let Some(slot) = self.slots.get_mut(&(record.role, record.partition)) else {
-            tracing::error!(topic = %record.topic, partition = record.partition, "record from a partition not assigned; ignored");
+            tracing::error!(role = ?record.role, partition = record.partition, "record from a partition not assigned; ignored");
             return;
         };
         if record.offset < slot.next {
             self.progress.duplicates += 1;
             return;
         }
-        let reason = match record.payload.as_deref() {
+        let reason = match event {
             None => Some("record has no value (a tombstone); events are never deleted".to_owned()),
-            Some(payload) => state
-                .apply(record.role, payload)
-                .err()
-                .map(|e| e.to_string()),
+            Some(event) => state.apply(record, event).err().map(|e| e.to_string()),
         };
         let was_behind = slot.next < slot.target;
         slot.next = record.offset + 1;
@@ -175,12 +187,16 @@ impl Applier {
             return;
         };
         self.progress.rejected += 1;
+        let source_topic = self.slots[&(record.role, record.partition)]
+            .tp
+            .topic
+            .clone();
         let letter = DeadLetter {
-            source_topic: record.topic.to_string(),
+            source_topic,
             partition: record.partition,
             offset: record.offset,
-            key: record.key,
-            payload: record.payload,
+            key: record.key.clone(),
+            payload: record.payload.clone(),
             reason,
         };
         match &mut self.dead_letters {
@@ -234,12 +250,19 @@ impl Applier {
 impl Apply for crate::ledger::State {
     type Rejection = crate::ledger::EventError;
 
-    fn apply(&mut self, role: TopicRole, payload: &[u8]) -> Result<(), Self::Rejection> {
-        let source = match role {
-            TopicRole::AccountUpdates => crate::ledger::Source::AccountUpdates,
-            TopicRole::Authorizations => crate::ledger::Source::Authorizations,
-        };
-        self.apply_json(source, payload).map(|_| ())
+    fn prefetch(&self, batch: &RecordBatch) {
+        self.prefetch_events(batch.events());
+    }
+
+    fn apply(
+        &mut self,
+        _record: &LogRecord,
+        event: &Result<Event<'_>, EventError>,
+    ) -> Result<(), Self::Rejection> {
+        match event {
+            Ok(event) => crate::ledger::State::apply(self, event).map(|_| ()),
+            Err(error) => Err(error.clone()),
+        }
     }
 }
 
@@ -253,7 +276,12 @@ mod tests {
 
     impl Apply for Log {
         type Rejection = String;
-        fn apply(&mut self, _: TopicRole, payload: &[u8]) -> Result<(), String> {
+        fn apply(
+            &mut self,
+            record: &LogRecord,
+            _: &Result<Event<'_>, EventError>,
+        ) -> Result<(), String> {
+            let payload = record.payload.as_deref().unwrap_or_default();
             if payload.starts_with(b"ok") {
                 self.0.push(payload.to_vec());
                 Ok(())
@@ -266,7 +294,6 @@ mod tests {
     fn record(partition: i32, offset: i64, payload: Option<&[u8]>) -> LogRecord {
         LogRecord {
             role: TopicRole::AccountUpdates,
-            topic: Arc::from("updates"),
             partition,
             offset,
             key: Some(b"acc-1".to_vec()),
@@ -298,17 +325,17 @@ mod tests {
         assert!(!a.is_ready());
         a.apply_batch(
             &mut state,
-            vec![record(0, 5, Some(b"ok5")), record(0, 6, Some(b"ok6"))],
+            RecordBatch::parse(vec![record(0, 5, Some(b"ok5")), record(0, 6, Some(b"ok6"))]),
         );
         assert!(!a.is_ready());
         // A redelivery after a pause: 5 and 6 again, then 7.
         a.apply_batch(
             &mut state,
-            vec![
+            RecordBatch::parse(vec![
                 record(0, 5, Some(b"ok5")),
                 record(0, 6, Some(b"ok6")),
                 record(0, 7, Some(b"ok7")),
-            ],
+            ]),
         );
         assert!(a.is_ready());
         assert_eq!(
@@ -327,11 +354,11 @@ mod tests {
         let mut state = Log::default();
         a.apply_batch(
             &mut state,
-            vec![
+            RecordBatch::parse(vec![
                 record(0, 0, Some(b"garbage")),
                 record(0, 1, None),
                 record(0, 2, Some(b"ok")),
-            ],
+            ]),
         );
         assert!(a.is_ready());
         assert_eq!(a.progress().rejected, 2);

@@ -27,6 +27,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::batch::RecordBatch;
 use super::metrics::LogMetrics;
 use super::{KafkaConfig, LogError, Offsets, TopicPartition, TopicRole, watermarks};
 
@@ -35,29 +36,24 @@ pub const PAUSE_AFTER: Duration = Duration::from_millis(500);
 /// Retry interval while the ledger's queue is full (the queue holds far more work than this).
 const FULL_QUEUE_RETRY: Duration = Duration::from_millis(1);
 
-/// One record from an input topic.
+/// One record from an input topic (the role names the topic: each role is read from one topic;
+/// no per-record copy of the name, which would be a reference count shared by two threads).
 #[derive(Clone, Debug)]
 pub struct LogRecord {
     pub role: TopicRole,
-    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
 }
 
-impl LogRecord {
-    pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition::new(&*self.topic, self.partition)
-    }
-}
-
 /// What the consumer sends to the ledger thread. The daemon's own command type implements
 /// `From<Inbound>` so that log records and decision requests share one bounded queue.
 #[derive(Debug)]
 pub enum Inbound {
-    /// Records in offset order within each partition.
-    Records(Vec<LogRecord>),
+    /// Records in offset order within each partition, their events parsed on the consumer's
+    /// thread.
+    Records(RecordBatch),
     /// The consumer stopped on an error it cannot recover from; nothing more will come.
     Failed(LogError),
 }
@@ -284,12 +280,11 @@ fn poll_loop<T: From<Inbound>>(
         };
         match consumer.poll(wait) {
             Some(Ok(m)) => {
-                let Some((role, topic)) = roles.iter().find(|(_, t)| **t == *m.topic()) else {
+                let Some((role, _)) = roles.iter().find(|(_, t)| **t == *m.topic()) else {
                     continue; // not assigned by us; cannot happen with explicit assignment
                 };
                 batch.push(LogRecord {
                     role: *role,
-                    topic: topic.clone(),
                     partition: m.partition(),
                     offset: m.offset(),
                     key: m.key().map(<[u8]>::to_vec),
@@ -315,7 +310,8 @@ fn poll_loop<T: From<Inbound>>(
             None => {}
         }
         let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_max));
-        match tx.try_send(T::from(Inbound::Records(full))) {
+        // Parsing here takes that work off the single ledger thread.
+        match tx.try_send(T::from(Inbound::Records(RecordBatch::parse(full)))) {
             Ok(()) => {}
             Err(TrySendError::Full(mut item)) => {
                 // The ledger is behind. Not polling already stops fetching once librdkafka's

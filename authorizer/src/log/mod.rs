@@ -2,8 +2,9 @@
 //!
 //! * [`consumer`]: reads `account-updates` and `authorizations`, every partition, by explicit
 //!   assignment (no consumer group, so no rebalances), from a snapshot's offsets or from the
-//!   beginning, into a bounded queue towards the single ledger thread. When the queue is full the
-//!   consumer pauses its partitions instead of buffering.
+//!   beginning, into a bounded queue towards the single ledger thread, each batch's events
+//!   already parsed ([`batch`]). When the queue is full the consumer pauses its partitions
+//!   instead of buffering.
 //! * [`apply`]: the ledger-thread side of that queue: applies records in offset order, skips
 //!   records delivered twice, tracks the next offset per partition (what a snapshot records),
 //!   routes rejected events to the dead-letter topic, and says when the state has caught up with
@@ -25,6 +26,7 @@
 //! Topics, headers, the spool format and operations are described in `docs/kafka.md`.
 
 pub mod apply;
+pub mod batch;
 pub mod consumer;
 pub mod dlq;
 pub mod metrics;
@@ -43,6 +45,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::types::RDKafkaErrorCode;
 
 pub use apply::{Applier, Apply, DeadLetters, Progress};
+pub use batch::RecordBatch;
 pub use consumer::{ConsumerHandle, ConsumerOptions, Inbound, LogRecord, StartOffsets};
 pub use dlq::{DeadLetter, DeadLetterWriter};
 pub use metrics::{LogMetrics, MetricsSnapshot};
