@@ -273,10 +273,7 @@ fn apply_json(events_total: u64) {
         });
     });
     let progress = applier.progress();
-    assert_eq!(
-        (progress.applied, progress.rejected),
-        (events_total as u64, 0)
-    );
+    assert_eq!((progress.applied, progress.rejected), (events_total, 0));
     assert!(applier.is_ready());
     println!(
         "apply_json, the log's way (parse on the consumer's thread, apply on the ledger thread): {events_total} events in {:.3} s = {:.0} events/s (the ledger thread on the CPU {ledger_cpu_s:.3} s = {:.0}/s)",
