@@ -41,8 +41,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::mpsc;
 
 use crate::ledger::state::{
-    Hold, LaneSum, RecordCheck, RestoredAccount, RestoredAccountRef, RestoredCard,
-    grouped_to_canonical,
+    Hold, LaneSum, RecordCheck, Restore, RestoreError, RestoredAccount, RestoredAccountRef,
+    RestoredCard, grouped_to_canonical,
 };
 use crate::ledger::{
     AccountIndex, AccountStatus, AmountMinor, CardExpiry, CardStatus, Currency, HoldId,
@@ -574,6 +574,7 @@ pub fn read_with_config<R: Read>(
     let reserve = (
         usize::try_from(header.counts.accounts.min(1 << 27)).unwrap_or(0),
         usize::try_from(header.counts.cards.min(1 << 27)).unwrap_or(0),
+        usize::try_from(header.counts.holds.min(1 << 27)).unwrap_or(0),
     );
     let (to_restorer, batches) = mpsc::sync_channel::<Vec<u8>>(BATCHES);
     let (recycle, recycled) = mpsc::sync_channel::<Vec<u8>>(BATCHES + 2);
@@ -597,7 +598,7 @@ pub fn read_with_config<R: Read>(
     });
     // The restorer only saw records the scanner passed on before any error of its own: its
     // error is the earlier one. `Err(None)`: the scanner stopped because the restorer did.
-    let (mut state, body) = restored?;
+    let (restore, body) = restored?;
     let sum = match scanned {
         Ok(sum) => sum,
         Err(Some(error)) => return Err(error),
@@ -621,7 +622,7 @@ pub fn read_with_config<R: Read>(
             });
         }
     }
-    state.restore_watermark(header.watermark);
+    let state = restore.finish(header.watermark).map_err(restore_error)?;
     // The hash of the records read, each of which the restored state encodes back to exactly:
     // so this is the hash of the restored state, computed in one pass while the data is hot.
     let recomputed = sum.finish(header.watermark);
@@ -677,15 +678,15 @@ impl Feed {
     }
 }
 
-/// The restorer thread: rebuilds the state from the scanner's canonical records.
+/// The restorer thread: rebuilds the state from the scanner's canonical records. Returns the
+/// state without its watermark (the caller sets it once the header is trusted).
 fn restore_batches(
     batches: mpsc::Receiver<Vec<u8>>,
     recycle: mpsc::SyncSender<Vec<u8>>,
     config: LedgerConfig,
-    (accounts, cards): (usize, usize),
-) -> Result<(State, RecordCounts), SnapshotError> {
-    let mut state = State::new(config);
-    state.reserve(accounts, cards);
+    (accounts, cards, holds): (usize, usize, usize),
+) -> Result<(Restore, RecordCounts), SnapshotError> {
+    let mut restore = Restore::new(config, accounts, cards, holds);
     let mut counts = RecordCounts::default();
     let mut group: Option<AccountIndex> = None;
     let mut index = 0u64;
@@ -698,41 +699,74 @@ fn restore_batches(
                 .expect("the scanner frames every record");
             let (record, tail) = tail.split_at(u32::from_be_bytes(*len) as usize);
             rest = tail;
-            let mut c = Cursor {
-                bytes: &record[1..],
-                record: index,
-            };
-            let mut check = RecordCheck {
-                record,
-                scratch: &mut scratch,
-            };
             let in_group = group.filter(|_| grouped != 0);
-            match record[0] {
-                b'A' => {
-                    counts.accounts += 1;
-                    group = Some(restore_account(&mut state, &mut c, &mut check)?);
+            let restored = restore_record(
+                &mut restore,
+                record,
+                index,
+                in_group,
+                &mut counts,
+                &mut scratch,
+            );
+            match restored {
+                Ok(Some(account)) => group = Some(account),
+                Ok(None) => {}
+                Err(error) => {
+                    // A deferred insert of an earlier record may fail too: that error comes first.
+                    restore.flush().map_err(restore_error)?;
+                    return Err(error);
                 }
-                b'C' => {
-                    counts.cards += 1;
-                    restore_card(&mut state, &mut c, in_group, &mut check)?;
-                }
-                b'H' => {
-                    counts.holds += 1;
-                    restore_hold(&mut state, &mut c, in_group, &mut check)?;
-                }
-                b'X' => {
-                    counts.cleared_markers += 1;
-                    restore_cleared(&mut state, &mut c, &mut check)?;
-                }
-                _ => unreachable!("the scanner passes on only known canonical tags"),
             }
-            c.finish()?;
+            restore.push().map_err(restore_error)?;
             index += 1;
         }
         // The scanner may be gone (an error): then the batch is simply dropped.
         let _ = recycle.try_send(batch);
     }
-    Ok((state, counts))
+    restore.flush().map_err(restore_error)?;
+    Ok((restore, counts))
+}
+
+fn restore_error((record, reason): RestoreError) -> SnapshotError {
+    SnapshotError::RecordInvalid { record, reason }
+}
+
+/// Restores one canonical record; `Some(account)` when it opens a group.
+fn restore_record(
+    restore: &mut Restore,
+    record: &[u8],
+    index: u64,
+    in_group: Option<AccountIndex>,
+    counts: &mut RecordCounts,
+    scratch: &mut Vec<u8>,
+) -> Result<Option<AccountIndex>, SnapshotError> {
+    let mut c = Cursor {
+        bytes: &record[1..],
+        record: index,
+    };
+    let mut check = RecordCheck { record, scratch };
+    let mut opened = None;
+    match record[0] {
+        b'A' => {
+            counts.accounts += 1;
+            opened = Some(restore_account(restore, &mut c, &mut check)?);
+        }
+        b'C' => {
+            counts.cards += 1;
+            restore_card(restore, &mut c, in_group, &mut check)?;
+        }
+        b'H' => {
+            counts.holds += 1;
+            restore_hold(restore, &mut c, in_group, &mut check)?;
+        }
+        b'X' => {
+            counts.cleared_markers += 1;
+            restore_cleared(restore, &mut c, &mut check)?;
+        }
+        _ => unreachable!("the scanner passes on only known canonical tags"),
+    }
+    c.finish()?;
+    Ok(opened)
 }
 
 /// The scanner: reads the body and the trailer, checks framing, kind order, counts and
@@ -933,7 +967,7 @@ fn account_record_id(record: &[u8]) -> Option<&[u8]> {
 }
 
 fn restore_account(
-    state: &mut State,
+    restore: &mut Restore,
     c: &mut Cursor<'_>,
     check: &mut RecordCheck<'_>,
 ) -> Result<AccountIndex, SnapshotError> {
@@ -943,8 +977,9 @@ fn restore_account(
     let currency = Currency::new(c.u16()?).ok_or_else(|| c.invalid("currency"))?;
     let credit_limit = c.amount()?;
     let posted_balance = c.amount()?;
-    state
-        .restore_account(
+    restore
+        .account(
+            c.record,
             RestoredAccount {
                 id,
                 version,
@@ -960,7 +995,7 @@ fn restore_account(
 
 /// A card record; `group`: the account of the group a grouped record is in.
 fn restore_card(
-    state: &mut State,
+    restore: &mut Restore,
     c: &mut Cursor<'_>,
     group: Option<AccountIndex>,
     check: &mut RecordCheck<'_>,
@@ -985,8 +1020,9 @@ fn restore_card(
     if !last4.iter().all(u8::is_ascii_digit) {
         return Err(c.invalid("pan_last4 not digits"));
     }
-    state
-        .restore_card(
+    restore
+        .card(
+            c.record,
             RestoredCard {
                 pan_hash,
                 account,
@@ -1005,7 +1041,7 @@ fn restore_card(
 
 /// A hold record; `group`: the account of the group a grouped record is in.
 fn restore_hold(
-    state: &mut State,
+    restore: &mut Restore,
     c: &mut Cursor<'_>,
     group: Option<AccountIndex>,
     check: &mut RecordCheck<'_>,
@@ -1048,21 +1084,21 @@ fn restore_hold(
         expires_at,
         transmitted_at,
     };
-    state
-        .restore_hold(hold_id, account, hold, check)
+    restore
+        .hold(c.record, hold_id, account, hold, check)
         .map_err(|reason| c.invalid(reason))
 }
 
 fn restore_cleared(
-    state: &mut State,
+    restore: &mut Restore,
     c: &mut Cursor<'_>,
     check: &mut RecordCheck<'_>,
 ) -> Result<(), SnapshotError> {
     let hold_id = HoldId(c.array::<16>()?);
     let account_id = c.text()?;
     let retain_until = UnixSeconds(c.i64()?);
-    state
-        .restore_cleared(hold_id, account_id, retain_until, check)
+    restore
+        .cleared(hold_id, account_id, retain_until, check)
         .map_err(|reason| c.invalid(reason))
 }
 

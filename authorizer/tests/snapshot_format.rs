@@ -232,3 +232,47 @@ proptest! {
         prop_assert!(snapshot::read(&bytes[..len]).is_err());
     }
 }
+
+#[path = "../benches/ledger_support/mod.rs"]
+mod bench_support;
+
+/// A state big enough that the reader's batched, bucket-ordered inserts run (thousands of
+/// accounts, cards and holds): it roundtrips, every account and card is found again.
+#[test]
+fn a_large_state_roundtrips() {
+    let n = 6000u64;
+    let mut state = State::new(LedgerConfig::default());
+    bench_support::build(&mut state, n, 1_000_000);
+    for i in 0..n / 3 {
+        state.apply(&bench_support::hold_event(i, i * 2)).unwrap();
+    }
+    let bytes = encode(&state);
+    let (restored, _, header) = snapshot::read(&bytes[..]).unwrap();
+    restored.assert_invariants();
+    assert_eq!(restored.state_hash(), state.state_hash());
+    assert_eq!(header.state_hash, state.state_hash());
+    assert_eq!(restored.counts(), {
+        let mut counts = state.counts();
+        counts.dedup_window = 0;
+        counts
+    });
+    let now = authorizer::ledger::UnixSeconds(bench_support::NOW_S);
+    for i in 0..n {
+        let id = bench_support::account_id(i);
+        let index = restored
+            .account_by_id(&id)
+            .expect("every account is indexed");
+        assert_eq!(restored.account(index).id(), id);
+        assert_eq!(
+            restored.open_to_buy(index, now),
+            state.open_to_buy(state.account_by_id(&id).unwrap(), now)
+        );
+        let pan_hash = bench_support::pan_hash(i);
+        assert_eq!(
+            restored
+                .card(&pan_hash)
+                .map(|c| restored.account(c.account()).id()),
+            Some(id.as_str())
+        );
+    }
+}

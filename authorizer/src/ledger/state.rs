@@ -1146,45 +1146,178 @@ impl State {
             assert!(usize::from(card.key_set) < self.key_sets.len());
         }
     }
+}
 
-    // ---- restore (snapshot) -------------------------------------------------------------
+/// A state being rebuilt from snapshot records, in file order.
+///
+/// The inserts into the big tables (the account index, the cards, the hold records) are
+/// deferred and done a batch at a time by [`Restore::flush`]: back to back, the cache and TLB
+/// misses of independent inserts into tables of millions of entries overlap; interleaved with
+/// the decoding of each record they do not (measured on 10 M accounts and cards: the account
+/// index and card inserts were two thirds of the restoring thread's time). A record that names
+/// its account by id flushes the accounts first, so it finds every account restored before it.
+/// Every restored entity is encoded again and must give its record's bytes ([`RecordCheck`]).
+pub(crate) struct Restore {
+    state: State,
+    /// Accounts stored but not yet in the account index.
+    unindexed: Vec<Unindexed>,
+    /// Scratch for sorting `unindexed`.
+    unindexed_sorted: Vec<Unindexed>,
+    cards: Vec<(u64, PanHash, Card)>,
+    cards_sorted: Vec<(u64, PanHash, Card)>,
+    /// The cards the header announces (the cards table's size).
+    cards_expected: usize,
+    holds: Vec<(u64, HoldId, Hold)>,
+}
 
-    pub(crate) fn restore_account(
+/// The number of buckets of a power-of-two hash table with room for `n` entries at 7/8 load
+/// (hashbrown's sizing).
+fn table_buckets(n: usize) -> usize {
+    (n.saturating_mul(8) / 7).max(1).next_power_of_two()
+}
+
+/// `items` in the order of their home buckets in a table of `buckets` (a power of two) buckets
+/// indexed by the low bits of `hash` (hashbrown's layout), by a counting sort on the buckets'
+/// top 12 bits into `sorted`. Inserted in that order, consecutive inserts touch nearby memory
+/// instead of one random cache line and page each of a table of up to a GiB (measured on 10 M
+/// accounts: the account index's inserts went from ~4.6 s to ~0.9 s of CPU). The order only
+/// affects speed: a table with another layout gets the same entries.
+fn bucket_order<'a, T: Copy>(
+    items: &'a [T],
+    sorted: &'a mut Vec<T>,
+    buckets: usize,
+    hash: impl Fn(&T) -> u64,
+) -> &'a [T] {
+    const BIN_BITS: u32 = 12;
+    let bucket_bits = buckets.trailing_zeros();
+    let Some(&first) = items.first() else {
+        return items;
+    };
+    if bucket_bits <= BIN_BITS || items.len() < 1 << 10 {
+        return items;
+    }
+    let shift = bucket_bits - BIN_BITS;
+    let mask = buckets as u64 - 1;
+    let bin = |item: &T| ((hash(item) & mask) >> shift) as usize;
+    let mut starts = vec![0u32; 1 << BIN_BITS];
+    for item in items {
+        starts[bin(item)] += 1;
+    }
+    let mut total = 0u32;
+    for start in &mut starts {
+        let count = *start;
+        *start = total;
+        total += count;
+    }
+    sorted.clear();
+    sorted.resize(items.len(), first);
+    for item in items {
+        let slot = &mut starts[bin(item)];
+        sorted[*slot as usize] = *item;
+        *slot += 1;
+    }
+    sorted
+}
+
+/// The error of the first record in file order, if any.
+fn first_error<const N: usize>(results: [Result<(), RestoreError>; N]) -> Result<(), RestoreError> {
+    results
+        .into_iter()
+        .filter_map(Result::err)
+        .min_by_key(|(record, _)| *record)
+        .map_or(Ok(()), Err)
+}
+
+/// An account restored but not yet in the account index.
+#[derive(Clone, Copy)]
+struct Unindexed {
+    hash: u64,
+    index: AccountIndex,
+    /// The record it came from (for errors).
+    record: u64,
+}
+
+/// A restore error: the record it is about, and why.
+pub(crate) type RestoreError = (u64, &'static str);
+
+impl Restore {
+    /// Deferred card and hold inserts kept before [`Restore::push`] flushes by itself (bounds
+    /// their memory to ~0.3 MiB).
+    const PENDING_MAX: usize = 4096;
+    /// Deferred account-index inserts kept before [`Restore::push`] flushes (6 MiB): a flush
+    /// inserts them in the order of their home buckets (see [`Restore::flush_accounts`]).
+    const UNINDEXED_MAX: usize = 1 << 18;
+
+    /// An empty state with room for what a snapshot header announces, so that no table grows
+    /// while the snapshot is read.
+    pub(crate) fn new(
+        config: LedgerConfig,
+        accounts: usize,
+        cards: usize,
+        holds: usize,
+    ) -> Restore {
+        let mut state = State::new(config);
+        state.reserve(accounts, cards);
+        state.holds.reserve(holds);
+        Restore {
+            state,
+            unindexed: Vec::with_capacity(Self::UNINDEXED_MAX),
+            unindexed_sorted: Vec::new(),
+            cards: Vec::with_capacity(Self::UNINDEXED_MAX),
+            cards_sorted: Vec::new(),
+            cards_expected: cards,
+            holds: Vec::with_capacity(Self::PENDING_MAX),
+        }
+    }
+
+    /// Restores an upserted account (`record` is its record number, for errors).
+    pub(crate) fn account(
         &mut self,
+        record: u64,
         account: RestoredAccount<'_>,
         check: &mut RecordCheck<'_>,
     ) -> Result<AccountIndex, &'static str> {
-        let known = self.accounts.len();
-        let index = self
-            .intern_account(account.id)
-            .map_err(|_| "too many accounts")?;
-        if (index.0 as usize) < known {
-            return Err("duplicate account record");
+        let state = &mut self.state;
+        if state.accounts.len() >= ACCOUNTS_MAX {
+            return Err("too many accounts");
         }
-        let slot = &mut self.accounts[index.0 as usize];
-        slot.version = account.version;
-        slot.status = account.status;
-        slot.currency = account.currency;
-        slot.credit_limit = account.credit_limit;
-        slot.posted_balance = account.posted_balance;
-        if slot.is_placeholder() {
+        let stored = Account {
+            id: AccountIdText::new(account.id),
+            version: account.version,
+            status: account.status,
+            currency: account.currency,
+            credit_limit: account.credit_limit,
+            posted_balance: account.posted_balance,
+            holds: Vec::new(),
+        };
+        if stored.is_placeholder() {
             return Err("account record with status unknown");
         }
         check.scratch.clear();
-        self.account_record(&self.accounts[index.0 as usize], check.scratch);
-        check.verify().map(|()| index)
+        state.account_record(&stored, check.scratch);
+        check.verify()?;
+        let index = AccountIndex(state.accounts.len() as u32);
+        self.unindexed.push(Unindexed {
+            hash: account_id_hash(stored.id.as_bytes()),
+            index,
+            record,
+        });
+        state.accounts.push(stored);
+        Ok(index)
     }
 
-    pub(crate) fn restore_card(
+    pub(crate) fn card(
         &mut self,
+        record: u64,
         card: RestoredCard<'_>,
         check: &mut RecordCheck<'_>,
     ) -> Result<(), &'static str> {
-        let account = self.restored_account(card.account)?;
-        let key_set = self
+        let account = self.account_ref(card.account)?;
+        let state = &mut self.state;
+        let key_set = state
             .intern_key_set(card.key_set)
             .map_err(|_| "too many key sets")?;
-        let card_id = self
+        let card_id = state
             .store_card_id(card.card_id)
             .map_err(|_| "card id too long")?;
         let stored = Card {
@@ -1197,87 +1330,185 @@ impl State {
             last4: card.last4,
             version: card.version,
         };
-        match self.cards.entry(card.pan_hash) {
-            std::collections::hash_map::Entry::Occupied(_) => {
-                return Err("duplicate card record");
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(stored);
-            }
-        }
         check.scratch.clear();
-        self.card_record(&card.pan_hash, &stored, check.scratch);
-        check.verify()
+        state.card_record(&card.pan_hash, &stored, check.scratch);
+        check.verify()?;
+        self.cards.push((record, card.pan_hash, stored));
+        Ok(())
     }
 
-    pub(crate) fn restore_hold(
+    pub(crate) fn hold(
         &mut self,
+        record: u64,
         hold_id: HoldId,
         account: RestoredAccountRef<'_>,
         mut hold: Hold,
         check: &mut RecordCheck<'_>,
     ) -> Result<(), &'static str> {
-        if self.holds.contains_key(&hold_id) {
-            return Err("duplicate hold record");
-        }
         if hold.parts == 0 || hold.parts & !parts::ALL != 0 {
             return Err("hold record with invalid parts");
         }
-        let account = self.restored_account(account)?;
-        hold.account = account;
-        link_hold(&mut self.accounts[account.0 as usize].holds, hold_id);
-        self.hold_retirement
-            .push(Reverse((hold.retain_until(), hold_id)));
-        self.holds.insert(hold_id, hold);
+        hold.account = self.account_ref(account)?;
         check.scratch.clear();
-        self.hold_record(&hold_id, &hold, check.scratch);
-        check.verify()
+        self.state.hold_record(&hold_id, &hold, check.scratch);
+        check.verify()?;
+        self.holds.push((record, hold_id, hold));
+        Ok(())
     }
 
-    pub(crate) fn restore_cleared(
+    pub(crate) fn cleared(
         &mut self,
         hold_id: HoldId,
         account_id: &str,
         retain_until: UnixSeconds,
         check: &mut RecordCheck<'_>,
     ) -> Result<(), &'static str> {
-        if self.cleared.contains_key(&hold_id) {
+        self.flush_accounts().map_err(|(_, reason)| reason)?;
+        let state = &mut self.state;
+        if state.cleared.contains_key(&hold_id) {
             return Err("duplicate cleared marker");
         }
-        let account = self
+        let account = state
             .intern_account(account_id)
             .map_err(|_| "too many accounts")?;
         let marker = Cleared {
             account,
             retain_until,
         };
-        self.cleared.insert(hold_id, marker);
-        self.cleared_retirement
+        state.cleared.insert(hold_id, marker);
+        state
+            .cleared_retirement
             .push(Reverse((retain_until, hold_id)));
         check.scratch.clear();
-        self.cleared_record(&hold_id, &marker, check.scratch);
+        state.cleared_record(&hold_id, &marker, check.scratch);
         check.verify()
     }
 
-    /// The account a grouped record belongs to (its group's), or the one a canonical record names.
-    fn restored_account(
+    /// Flushes when enough inserts are pending; call after each record.
+    pub(crate) fn push(&mut self) -> Result<(), RestoreError> {
+        if self.holds.len() >= Self::PENDING_MAX {
+            self.flush_holds()?;
+        }
+        if self.cards.len() >= Self::UNINDEXED_MAX {
+            self.flush_cards()?;
+        }
+        if self.unindexed.len() >= Self::UNINDEXED_MAX {
+            self.flush_accounts()?;
+        }
+        Ok(())
+    }
+
+    /// Does the pending inserts. On error, the first failing record in file order.
+    pub(crate) fn flush(&mut self) -> Result<(), RestoreError> {
+        let accounts = self.flush_accounts();
+        let cards = self.flush_cards();
+        let holds = self.flush_holds();
+        first_error([accounts, cards, holds])
+    }
+
+    /// The rebuilt state (after a last flush), its watermark set.
+    pub(crate) fn finish(mut self, watermark: UnixSeconds) -> Result<State, RestoreError> {
+        self.flush()?;
+        self.state.watermark = watermark;
+        Ok(self.state)
+    }
+
+    /// The account a grouped record belongs to (its group's), or the one a canonical record
+    /// names (interned as a placeholder if no record restored it).
+    fn account_ref(
         &mut self,
         account: RestoredAccountRef<'_>,
     ) -> Result<AccountIndex, &'static str> {
         match account {
             RestoredAccountRef::Group(index) => {
-                if (index.0 as usize) < self.accounts.len() {
+                if (index.0 as usize) < self.state.accounts.len() {
                     Ok(index)
                 } else {
                     Err("grouped record outside an account group")
                 }
             }
-            RestoredAccountRef::Id(id) => self.intern_account(id).map_err(|_| "too many accounts"),
+            RestoredAccountRef::Id(id) => {
+                self.flush_accounts().map_err(|(_, reason)| reason)?;
+                self.state
+                    .intern_account(id)
+                    .map_err(|_| "too many accounts")
+            }
         }
     }
 
-    pub(crate) fn restore_watermark(&mut self, watermark: UnixSeconds) {
-        self.watermark = watermark;
+    /// Inserts the pending accounts into the account index, in the order of their home buckets
+    /// (see [`bucket_order`]). Every insert still checks for a duplicate id.
+    fn flush_accounts(&mut self) -> Result<(), RestoreError> {
+        if self.unindexed.is_empty() {
+            return Ok(());
+        }
+        let State {
+            account_index,
+            accounts,
+            ..
+        } = &mut self.state;
+        let buckets = table_buckets(account_index.capacity().max(accounts.len()));
+        let order = bucket_order(&self.unindexed, &mut self.unindexed_sorted, buckets, |u| {
+            u.hash
+        });
+        let mut first: Option<RestoreError> = None;
+        for u in order {
+            let id = accounts[u.index.0 as usize].id.as_bytes();
+            match account_index.entry(
+                u.hash,
+                |i| accounts[i.0 as usize].id.as_bytes() == id,
+                |i| account_id_hash(accounts[i.0 as usize].id.as_bytes()),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(_) => {
+                    // Not in file order: keep the first duplicate in file order.
+                    if first.is_none_or(|(record, _)| u.record < record) {
+                        first = Some((u.record, "duplicate account record"));
+                    }
+                }
+                hashbrown::hash_table::Entry::Vacant(slot) => {
+                    slot.insert(u.index);
+                }
+            }
+        }
+        self.unindexed.clear();
+        first.map_or(Ok(()), Err)
+    }
+
+    fn flush_cards(&mut self) -> Result<(), RestoreError> {
+        let hasher = <PanHashBuildHasher as Default>::default();
+        let order = bucket_order(
+            &self.cards,
+            &mut self.cards_sorted,
+            table_buckets(self.cards_expected),
+            |(_, pan_hash, _)| std::hash::BuildHasher::hash_one(&hasher, pan_hash),
+        );
+        let mut first: Option<RestoreError> = None;
+        for &(record, pan_hash, card) in order {
+            if self.state.cards.insert(pan_hash, card).is_some()
+                && first.is_none_or(|(earlier, _)| record < earlier)
+            {
+                first = Some((record, "duplicate card record"));
+            }
+        }
+        self.cards.clear();
+        first.map_or(Ok(()), Err)
+    }
+
+    fn flush_holds(&mut self) -> Result<(), RestoreError> {
+        let state = &mut self.state;
+        let mut result = Ok(());
+        for &(record, hold_id, hold) in &self.holds {
+            if state.holds.insert(hold_id, hold).is_some() {
+                result = Err((record, "duplicate hold record"));
+                break;
+            }
+            link_hold(&mut state.accounts[hold.account.0 as usize].holds, hold_id);
+            state
+                .hold_retirement
+                .push(Reverse((hold.retain_until(), hold_id)));
+        }
+        self.holds.clear();
+        result
     }
 }
 
