@@ -3,7 +3,7 @@
 //! ```text
 //! header (plain):
 //!   magic            8 bytes  "AUTHSNAP"
-//!   format_version   u32 BE   1           ┐ these three fields keep their place in every
+//!   format_version   u32 BE   2           ┐ these three fields keep their place in every
 //!   header_len       u32 BE   ≤ 1 MiB     ┘ future version, so the checksum is checked first
 //!   created_at_ms    i64 BE   log time the snapshotter chose (never read from a clock here)
 //!   watermark_s      i64 BE   the ledger's hold watermark
@@ -19,19 +19,25 @@
 //!     (the group gives it; a reader needs no account lookup per card);
 //!   * the cards ('C') and the hold records ('H') of placeholder accounts, canonical;
 //!   * the cleared markers ('X'), canonical;
-//!   and last an end record: tag 'E', u64 BE record count, u32 BE crc32c of every record before
-//!   (as stored). The canonical bytes (a grouped record with its group's account id put back)
-//!   are the bytes the state hash covers.
+//!   and last an end record: tag 'E', u64 BE record count. The canonical bytes (a grouped
+//!   record with its group's account id put back) are the bytes the state hash covers.
 //! trailer: u32 BE crc32c of the compressed frame's bytes (so that no byte of the file, not even
 //!   one zstd would tolerate, can change unnoticed); nothing after it.
 //! ```
 //!
+//! Version 1 (state hash v1, a crc32c in the end record) is no longer read: its files are
+//! rejected as [`SnapshotError::UnsupportedVersion`]. The end record lost its crc32c because
+//! it covered the very bytes zstd's content checksum covers, and every byte of the file is
+//! covered by the header and trailer crc32c.
+//!
 //! Writing and reading stream: neither ever holds a second copy of the state (the body is
 //! encoded and decoded record by record through zstd's streaming API). Reading verifies the
-//! header checksum, the format version, the zstd checksum, the body crc32c, the counts, and
-//! finally recomputes the state hash from the rebuilt state (the writer computed it from the
-//! live state: the same property asserted on two paths). Reading hashes on a second thread.
-//! Writing needs a temporary index of 16 bytes per card (to group the cards by account).
+//! header checksum, the format version, the zstd content checksum, the trailer crc32c, the
+//! counts, and the state hash: it hashes the canonical bytes of every record read, and every
+//! entity it restores must encode back to exactly those bytes, so the sum is the hash of the
+//! rebuilt state (the writer computed it from the live state: the same property asserted on
+//! two paths). Reading runs on two threads (see [`read_with_config`]). Writing needs a
+//! temporary index of 16 bytes per card (to group the cards by account).
 //!
 //! Must never: return a state that differs from the one written; panic on a corrupt file.
 
@@ -50,7 +56,9 @@ use crate::ledger::{
 };
 
 pub const MAGIC: [u8; 8] = *b"AUTHSNAP";
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: the state hash is `authorizer.state-hash.v2` (XXH3 per record) and the end record
+/// has no crc32c of its own. Version 1 files are rejected ([`SnapshotError::UnsupportedVersion`]).
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN_MAX: u32 = 1 << 20;
 const RECORD_LEN_MAX: u32 = 1 << 16;
 const OFFSETS_MAX: usize = 65_536;
@@ -154,6 +162,12 @@ pub enum SnapshotError {
         found: u32,
         supported: u32,
     },
+    /// Written by an older authorizer in a format this one no longer reads: rebuild the state
+    /// from the log (or with that older authorizer) and take a new snapshot.
+    UnsupportedVersion {
+        found: u32,
+        supported: u32,
+    },
     HeaderInvalid {
         reason: &'static str,
     },
@@ -211,6 +225,10 @@ impl fmt::Display for SnapshotError {
             SnapshotError::FutureVersion { found, supported } => write!(
                 f,
                 "snapshot format version {found} is newer than this authorizer reads ({supported}); upgrade, or use an older snapshot"
+            ),
+            SnapshotError::UnsupportedVersion { found, supported } => write!(
+                f,
+                "snapshot format version {found} is older than this authorizer reads ({supported}); rebuild from the log and take a new snapshot"
             ),
             SnapshotError::HeaderInvalid { reason } => {
                 write!(f, "snapshot header invalid: {reason}")
@@ -325,7 +343,6 @@ pub fn write<W: Write>(
     encoder.include_checksum(true)?;
     // zstd pays a fixed cost per call: hand it 64 KiB at a time, not one small record.
     let mut encoder = io::BufWriter::with_capacity(1 << 16, encoder);
-    let mut crc = 0u32;
     let mut records = 0u64;
     state.for_each_snapshot_record(|record| -> io::Result<()> {
         let len = u32::try_from(record.len()).expect("records are small");
@@ -335,7 +352,6 @@ pub fn write<W: Write>(
         );
         encoder.write_all(&len.to_be_bytes())?;
         encoder.write_all(record)?;
-        crc = crc32c::crc32c_append(crc, record);
         records += 1;
         Ok(())
     })?;
@@ -347,10 +363,9 @@ pub fn write<W: Write>(
         records, total,
         "the body must hold exactly the records the header counts"
     );
-    let mut end = Vec::with_capacity(13);
+    let mut end = Vec::with_capacity(9);
     end.push(b'E');
     end.extend_from_slice(&records.to_be_bytes());
-    end.extend_from_slice(&crc.to_be_bytes());
     encoder.write_all(&(end.len() as u32).to_be_bytes())?;
     encoder.write_all(&end)?;
     let encoder = encoder
@@ -491,6 +506,12 @@ fn decode_header(r: &mut impl Read) -> Result<(Header, ResumeOffsets), SnapshotE
             reason: "format version 0",
         });
     }
+    if format_version < FORMAT_VERSION {
+        return Err(SnapshotError::UnsupportedVersion {
+            found: format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
     let header_invalid = |_| SnapshotError::HeaderInvalid {
         reason: "header fields shorter than their length",
     };
@@ -560,10 +581,11 @@ pub fn read<R: Read>(r: R) -> Result<(State, ResumeOffsets, Header), SnapshotErr
 /// [`read`] with a ledger configuration.
 ///
 /// Two threads, in a pipeline: this one reads, decompresses and checks the body's framing,
-/// order and checksums and hashes every canonical record (SHA-256 each, the state hash's
-/// cost); a second one decodes the records and rebuilds the state. They hand records over in
-/// batches through a bounded channel (at most [`BATCHES`] batches of about [`BATCH_BYTES`]
-/// exist at once). The first error in file order is the one reported.
+/// order and checksums and hashes every canonical record (one XXH3-128 each); a second one
+/// decodes the records and rebuilds the state (its inserts into the big tables batched, see
+/// `Restore`). They hand records over in batches through a bounded channel (at most
+/// [`BATCHES`] batches of about [`BATCH_BYTES`] exist at once). The first error in file order
+/// is the one reported.
 pub fn read_with_config<R: Read>(
     r: R,
     config: LedgerConfig,
@@ -787,7 +809,6 @@ fn scan_body<B: BufRead>(
     let mut scan = Scanner {
         feed,
         sum: LaneSum::default(),
-        crc: 0,
         index: 0,
         kind_rank: 0,
         in_group: false,
@@ -865,7 +886,6 @@ fn check_record_len(len: u32, index: u64) -> Result<(), SnapshotError> {
 struct Scanner<'f> {
     feed: &'f mut Feed,
     sum: LaneSum,
-    crc: u32,
     index: u64,
     kind_rank: u8,
     /// Whether a group is open: after an `A` record long enough to carry its id (a shorter one
@@ -894,14 +914,7 @@ impl Scanner<'_> {
                 record: index,
             };
             let count = c.u64()?;
-            let stored = c.u32()?;
             c.finish()?;
-            if stored != self.crc {
-                return Err(Some(SnapshotError::BodyChecksum {
-                    stored,
-                    computed: self.crc,
-                }));
-            }
             if u128::from(count) != u128::from(index) || u128::from(index) != self.total {
                 return Err(Some(SnapshotError::CountMismatch {
                     kind: "records",
@@ -918,7 +931,6 @@ impl Scanner<'_> {
                 body: index + 1,
             }));
         }
-        self.crc = crc32c::crc32c_append(self.crc, record);
         let rank = match tag {
             b'A' | b'c' | b'h' => 1,
             b'C' => 2,

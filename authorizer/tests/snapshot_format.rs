@@ -169,24 +169,53 @@ fn precise_errors() {
         Err(SnapshotError::TrailingBytes)
     ));
     // A future version with a valid header checksum.
-    let mut future = bytes.clone();
-    future[8..12].copy_from_slice(&2u32.to_be_bytes());
-    let header_len = u32::from_be_bytes(future[12..16].try_into().unwrap()) as usize;
-    let crc = crc32c::crc32c(&future[..16 + header_len]);
-    future[16 + header_len..20 + header_len].copy_from_slice(&crc.to_be_bytes());
+    let future = with_version(&bytes, snapshot::FORMAT_VERSION + 1);
     match snapshot::read(&future[..]) {
-        Err(SnapshotError::FutureVersion {
-            found: 2,
-            supported: 1,
-        }) => {}
+        Err(SnapshotError::FutureVersion { found, supported })
+            if found == snapshot::FORMAT_VERSION + 1 && supported == snapshot::FORMAT_VERSION => {}
         other => panic!("expected FutureVersion, got {other:?}"),
     }
     let text = SnapshotError::FutureVersion {
-        found: 2,
-        supported: 1,
+        found: 3,
+        supported: 2,
     }
     .to_string();
     assert!(text.contains("upgrade"), "{text}");
+}
+
+/// `bytes` with another format version and a valid header checksum.
+fn with_version(bytes: &[u8], version: u32) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[8..12].copy_from_slice(&version.to_be_bytes());
+    let header_len = u32::from_be_bytes(out[12..16].try_into().unwrap()) as usize;
+    let crc = crc32c::crc32c(&out[..16 + header_len]);
+    out[16 + header_len..20 + header_len].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+#[test]
+fn version_1_files_are_rejected_as_unsupported() {
+    assert_eq!(snapshot::FORMAT_VERSION, 2);
+    let old = with_version(&encode(&fixed_state()), 1);
+    match snapshot::read(&old[..]) {
+        Err(SnapshotError::UnsupportedVersion {
+            found: 1,
+            supported: 2,
+        }) => {}
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+    let text = SnapshotError::UnsupportedVersion {
+        found: 1,
+        supported: 2,
+    }
+    .to_string();
+    assert!(text.contains("older") && text.contains("rebuild"), "{text}");
+    assert!(matches!(
+        snapshot::read(&with_version(&encode(&fixed_state()), 0)[..]),
+        Err(SnapshotError::HeaderInvalid {
+            reason: "format version 0"
+        })
+    ));
 }
 
 #[test]
