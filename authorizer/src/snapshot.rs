@@ -47,8 +47,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::mpsc;
 
 use crate::ledger::state::{
-    Hold, LaneSum, RecordCheck, Restore, RestoreError, RestoredAccount, RestoredAccountRef,
-    RestoredCard, grouped_to_canonical,
+    Hold, LaneSum, PendingCard, RecordCheck, Restore, RestoreCards, RestoreError, RestoredAccount,
+    RestoredAccountRef, RestoredCard, grouped_to_canonical,
 };
 use crate::ledger::{
     AccountIndex, AccountStatus, AmountMinor, CardExpiry, CardStatus, Currency, HoldId,
@@ -598,29 +598,46 @@ pub fn read_with_config<R: Read>(
         usize::try_from(header.counts.cards.min(1 << 27)).unwrap_or(0),
         usize::try_from(header.counts.holds.min(1 << 27)).unwrap_or(0),
     );
-    let (to_restorer, batches) = mpsc::sync_channel::<Vec<u8>>(BATCHES);
-    let (recycle, recycled) = mpsc::sync_channel::<Vec<u8>>(BATCHES + 2);
-    let (scanned, restored) = std::thread::scope(|scope| {
-        let restorer = scope.spawn(move || restore_batches(batches, recycle, config, reserve));
+    let (to_restorer, batches) = mpsc::sync_channel::<Batch>(BATCHES);
+    let (to_scanner, replies) = mpsc::sync_channel::<Batch>(BATCHES);
+    let cards = RestoreCards::new(config.clone(), reserve.1);
+    let (scanned, restored, cards) = std::thread::scope(|scope| {
+        let restorer = scope.spawn(move || restore_batches(batches, to_scanner, config, reserve));
         let mut feed = Feed {
-            to_restorer,
-            recycled,
-            batch: Vec::with_capacity(BATCH_BYTES + RECORD_LEN_MAX as usize + 8),
+            to_restorer: Some(to_restorer),
+            replies,
+            in_flight: 0,
+            free: Vec::new(),
+            batch: Batch::new(),
+            cards,
         };
         let mut scanned = scan_body(r, &header, &mut feed);
-        if !feed.flush() && scanned.is_ok() {
+        if !feed.send() && scanned.is_ok() {
             scanned = Err(None);
         }
-        drop(feed);
+        feed.close();
         let restored = match restorer.join() {
             Ok(restored) => restored,
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        (scanned, restored)
+        (scanned, restored, feed.cards)
     });
-    // The restorer only saw records the scanner passed on before any error of its own: its
-    // error is the earlier one. `Err(None)`: the scanner stopped because the restorer did.
-    let (restore, body) = restored?;
+    // The restorer only saw records the scanner passed on before any error of its own, and
+    // the cards inserted here only records the restorer decoded: theirs are the earlier
+    // errors; of those two, the one of the earlier record. `Err(None)`: the scanner stopped
+    // because the restorer did.
+    let duplicate_card = cards.error().map(restore_error);
+    let (restore, body) = match (restored, duplicate_card) {
+        (Err(restorer), Some(card)) => {
+            return Err(if record_of(&card) < record_of(&restorer) {
+                card
+            } else {
+                restorer
+            });
+        }
+        (Err(error), None) | (Ok(_), Some(error)) => return Err(error),
+        (Ok(restored), None) => restored,
+    };
     let sum = match scanned {
         Ok(sum) => sum,
         Err(Some(error)) => return Err(error),
@@ -644,7 +661,8 @@ pub fn read_with_config<R: Read>(
             });
         }
     }
-    let state = restore.finish(header.watermark).map_err(restore_error)?;
+    let mut state = restore.finish(header.watermark).map_err(restore_error)?;
+    cards.finish(&mut state).map_err(restore_error)?;
     // The hash of the records read, each of which the restored state encodes back to exactly:
     // so this is the hash of the restored state, computed in one pass while the data is hot.
     let recomputed = sum.finish(header.watermark);
@@ -669,42 +687,97 @@ const BATCH_BYTES: usize = 1 << 18;
 /// Batches in flight (bounds the memory of the hand-over to ~2 MiB).
 const BATCHES: usize = 6;
 
+/// A batch on its way between the threads: records to the restorer, and back the cards it
+/// decoded from them (for the scanner's thread to insert) and the records' buffer to reuse.
+struct Batch {
+    records: Vec<u8>,
+    cards: Vec<PendingCard>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            records: Vec::with_capacity(BATCH_BYTES + RECORD_LEN_MAX as usize + 8),
+            cards: Vec::new(),
+        }
+    }
+}
+
+/// The scanner's side of the hand-over. At most [`BATCHES`] batches are in flight (sent and not
+/// yet back), so that neither thread ever waits on a full channel while the other waits on it.
 struct Feed {
-    to_restorer: mpsc::SyncSender<Vec<u8>>,
-    recycled: mpsc::Receiver<Vec<u8>>,
-    batch: Vec<u8>,
+    to_restorer: Option<mpsc::SyncSender<Batch>>,
+    replies: mpsc::Receiver<Batch>,
+    in_flight: usize,
+    free: Vec<Batch>,
+    batch: Batch,
+    /// The cards table, filled on this thread.
+    cards: RestoreCards,
 }
 
 impl Feed {
     /// `false` if the restorer is gone (it stops early only on an error).
     fn push(&mut self, grouped: bool, canonical: &[u8]) -> bool {
         let len = u32::try_from(canonical.len()).expect("records are at most 64 KiB");
-        self.batch.push(u8::from(grouped));
-        self.batch.extend_from_slice(&len.to_be_bytes());
-        self.batch.extend_from_slice(canonical);
-        self.batch.len() < BATCH_BYTES || self.flush()
+        let records = &mut self.batch.records;
+        records.push(u8::from(grouped));
+        records.extend_from_slice(&len.to_be_bytes());
+        records.extend_from_slice(canonical);
+        records.len() < BATCH_BYTES || self.send()
     }
 
-    /// Hands the batch over; `false` if the restorer is gone.
-    fn flush(&mut self) -> bool {
-        if self.batch.is_empty() {
+    /// Hands the batch over (first taking back what came back); `false` if the restorer is gone.
+    fn send(&mut self) -> bool {
+        if self.batch.records.is_empty() {
             return true;
         }
-        let mut next = self
-            .recycled
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES + RECORD_LEN_MAX as usize + 8));
-        next.clear();
+        while self.in_flight >= BATCHES {
+            match self.replies.recv() {
+                Ok(reply) => self.take_back(reply),
+                Err(mpsc::RecvError) => return false,
+            }
+        }
+        while let Ok(reply) = self.replies.try_recv() {
+            self.take_back(reply);
+        }
+        let next = self.free.pop().unwrap_or_else(Batch::new);
         let full = std::mem::replace(&mut self.batch, next);
-        self.to_restorer.send(full).is_ok()
+        let Some(to_restorer) = &self.to_restorer else {
+            return false;
+        };
+        // Never blocks: fewer than `BATCHES` are in the channel.
+        if to_restorer.send(full).is_err() {
+            return false;
+        }
+        self.in_flight += 1;
+        true
+    }
+
+    fn take_back(&mut self, mut reply: Batch) {
+        self.in_flight -= 1;
+        self.cards.add(&mut reply.cards);
+        reply.records.clear();
+        self.free.push(reply);
+    }
+
+    /// No more records: takes back every batch until the restorer is done (so that the cards
+    /// of every record it decoded are inserted, and their duplicates found), then inserts the
+    /// cards still pending.
+    fn close(&mut self) {
+        self.to_restorer = None;
+        while let Ok(reply) = self.replies.recv() {
+            self.take_back(reply);
+        }
+        self.cards.flush();
     }
 }
 
-/// The restorer thread: rebuilds the state from the scanner's canonical records. Returns the
-/// state without its watermark (the caller sets it once the header is trusted).
+/// The restorer thread: rebuilds the state from the scanner's canonical records, and sends
+/// every batch back with the cards decoded from it. Returns the state without its watermark
+/// and its cards (the caller adds them once the header is trusted).
 fn restore_batches(
-    batches: mpsc::Receiver<Vec<u8>>,
-    recycle: mpsc::SyncSender<Vec<u8>>,
+    batches: mpsc::Receiver<Batch>,
+    replies: mpsc::SyncSender<Batch>,
     config: LedgerConfig,
     (accounts, cards, holds): (usize, usize, usize),
 ) -> Result<(Restore, RecordCounts), SnapshotError> {
@@ -713,40 +786,67 @@ fn restore_batches(
     let mut group: Option<AccountIndex> = None;
     let mut index = 0u64;
     let mut scratch = Vec::with_capacity(512);
-    for batch in batches {
-        let mut rest = batch.as_slice();
-        while let Some((&grouped, tail)) = rest.split_first() {
-            let (len, tail) = tail
-                .split_first_chunk::<4>()
-                .expect("the scanner frames every record");
-            let (record, tail) = tail.split_at(u32::from_be_bytes(*len) as usize);
-            rest = tail;
-            let in_group = group.filter(|_| grouped != 0);
-            let restored = restore_record(
-                &mut restore,
-                record,
-                index,
-                in_group,
-                &mut counts,
-                &mut scratch,
-            );
-            match restored {
-                Ok(Some(account)) => group = Some(account),
-                Ok(None) => {}
-                Err(error) => {
-                    // A deferred insert of an earlier record may fail too: that error comes first.
-                    restore.flush().map_err(restore_error)?;
-                    return Err(error);
-                }
-            }
-            restore.push().map_err(restore_error)?;
-            index += 1;
+    for mut batch in batches {
+        let restored = restore_batch(
+            &mut restore,
+            &batch.records,
+            &mut group,
+            &mut index,
+            &mut counts,
+            &mut scratch,
+        );
+        batch.cards = restore.take_cards(std::mem::take(&mut batch.cards));
+        // Sent back even after an error: a duplicate among those cards may be an earlier one.
+        // The scanner takes back every batch until this thread is done: a send fails only if
+        // it panicked.
+        let sent = replies.send(batch);
+        restored?;
+        if sent.is_err() {
+            break;
         }
-        // The scanner may be gone (an error): then the batch is simply dropped.
-        let _ = recycle.try_send(batch);
     }
     restore.flush().map_err(restore_error)?;
     Ok((restore, counts))
+}
+
+/// Restores the records of one batch.
+fn restore_batch(
+    restore: &mut Restore,
+    mut records: &[u8],
+    group: &mut Option<AccountIndex>,
+    index: &mut u64,
+    counts: &mut RecordCounts,
+    scratch: &mut Vec<u8>,
+) -> Result<(), SnapshotError> {
+    while let Some((&grouped, tail)) = records.split_first() {
+        let (len, tail) = tail
+            .split_first_chunk::<4>()
+            .expect("the scanner frames every record");
+        let (record, tail) = tail.split_at(u32::from_be_bytes(*len) as usize);
+        records = tail;
+        let in_group = group.filter(|_| grouped != 0);
+        match restore_record(restore, record, *index, in_group, counts, scratch) {
+            Ok(Some(account)) => *group = Some(account),
+            Ok(None) => {}
+            Err(error) => {
+                // A deferred insert of an earlier record may fail too: that error comes first.
+                restore.flush().map_err(restore_error)?;
+                return Err(error);
+            }
+        }
+        restore.push().map_err(restore_error)?;
+        *index += 1;
+    }
+    Ok(())
+}
+
+/// The record an error is about (errors of the restorer and of the card inserts are all about
+/// one record).
+fn record_of(error: &SnapshotError) -> u64 {
+    match error {
+        SnapshotError::RecordInvalid { record, .. } => *record,
+        _ => u64::MAX,
+    }
 }
 
 fn restore_error((record, reason): RestoreError) -> SnapshotError {

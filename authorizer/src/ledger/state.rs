@@ -1165,11 +1165,87 @@ pub(crate) struct Restore {
     unindexed: Vec<Unindexed>,
     /// Scratch for sorting `unindexed`.
     unindexed_sorted: Vec<Unindexed>,
-    cards: Vec<(u64, PanHash, Card)>,
-    cards_sorted: Vec<(u64, PanHash, Card)>,
-    /// The cards the header announces (the cards table's size).
-    cards_expected: usize,
+    /// Cards restored, for [`RestoreCards`] to insert (on the other thread).
+    cards: Vec<PendingCard>,
     holds: Vec<(u64, HoldId, Hold)>,
+}
+
+/// A restored card not yet in the cards table: its record number (for errors), key and value.
+pub(crate) type PendingCard = (u64, PanHash, Card);
+
+/// The cards table of a state being restored, filled on another thread than the [`Restore`]
+/// that decodes the cards (the snapshot reader's two threads share the work so: the inserts
+/// into a 10 M-entry table are the biggest single cost of a read). It keeps the table in an
+/// otherwise empty `State` (so that it needs nothing of the table's type but its methods) and
+/// moves it into the restored state at the end ([`RestoreCards::finish`]).
+pub(crate) struct RestoreCards {
+    shell: State,
+    pending: Vec<PendingCard>,
+    sorted: Vec<PendingCard>,
+    /// The cards the header announces (the table's size).
+    expected: usize,
+    /// The first duplicate found, in file order.
+    error: Option<RestoreError>,
+}
+
+impl RestoreCards {
+    /// Cards kept before they are inserted in bucket order (18 MiB).
+    const PENDING_MAX: usize = 1 << 18;
+
+    pub(crate) fn new(config: LedgerConfig, cards: usize) -> RestoreCards {
+        let mut shell = State::new(config);
+        shell.cards.reserve(cards);
+        RestoreCards {
+            shell,
+            pending: Vec::new(),
+            sorted: Vec::new(),
+            expected: cards,
+            error: None,
+        }
+    }
+
+    /// Takes the cards of `batch` (leaving it empty).
+    pub(crate) fn add(&mut self, batch: &mut Vec<PendingCard>) {
+        self.pending.append(batch);
+        if self.pending.len() >= Self::PENDING_MAX {
+            self.flush();
+        }
+    }
+
+    /// Inserts the pending cards, in the order of their home buckets (see [`bucket_order`]).
+    pub(crate) fn flush(&mut self) {
+        let hasher = <PanHashBuildHasher as Default>::default();
+        let order = bucket_order(
+            &self.pending,
+            &mut self.sorted,
+            table_buckets(self.expected),
+            |(_, pan_hash, _)| std::hash::BuildHasher::hash_one(&hasher, pan_hash),
+        );
+        for &(record, pan_hash, card) in order {
+            if self.shell.cards.insert(pan_hash, card).is_some()
+                && self.error.is_none_or(|(earlier, _)| record < earlier)
+            {
+                self.error = Some((record, "duplicate card record"));
+            }
+        }
+        self.pending.clear();
+    }
+
+    /// The first duplicate card so far (in file order), after a [`RestoreCards::flush`].
+    pub(crate) fn error(&self) -> Option<RestoreError> {
+        self.error
+    }
+
+    /// Moves the cards into `state` (restored by the [`Restore`] that decoded them).
+    pub(crate) fn finish(mut self, state: &mut State) -> Result<(), RestoreError> {
+        self.flush();
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        assert_eq!(state.cards.len(), 0, "the cards are restored here only");
+        std::mem::swap(&mut state.cards, &mut self.shell.cards);
+        Ok(())
+    }
 }
 
 /// The number of buckets of a power-of-two hash table with room for `n` entries at 7/8 load
@@ -1243,8 +1319,8 @@ struct Unindexed {
 pub(crate) type RestoreError = (u64, &'static str);
 
 impl Restore {
-    /// Deferred card and hold inserts kept before [`Restore::push`] flushes by itself (bounds
-    /// their memory to ~0.3 MiB).
+    /// Deferred hold inserts kept before [`Restore::push`] flushes by itself (bounds their
+    /// memory to ~0.3 MiB).
     const PENDING_MAX: usize = 4096;
     /// Deferred account-index inserts kept before [`Restore::push`] flushes (6 MiB): a flush
     /// inserts them in the order of their home buckets (see [`Restore::flush_accounts`]).
@@ -1259,15 +1335,15 @@ impl Restore {
         holds: usize,
     ) -> Restore {
         let mut state = State::new(config);
-        state.reserve(accounts, cards);
+        // The cards table is [`RestoreCards`]'s.
+        state.reserve(accounts, 0);
+        state.card_id_arena.reserve(cards.saturating_mul(12));
         state.holds.reserve(holds);
         Restore {
             state,
             unindexed: Vec::with_capacity(Self::UNINDEXED_MAX),
             unindexed_sorted: Vec::new(),
-            cards: Vec::with_capacity(Self::UNINDEXED_MAX),
-            cards_sorted: Vec::new(),
-            cards_expected: cards,
+            cards: Vec::new(),
             holds: Vec::with_capacity(Self::PENDING_MAX),
         }
     }
@@ -1391,9 +1467,6 @@ impl Restore {
         if self.holds.len() >= Self::PENDING_MAX {
             self.flush_holds()?;
         }
-        if self.cards.len() >= Self::UNINDEXED_MAX {
-            self.flush_cards()?;
-        }
         if self.unindexed.len() >= Self::UNINDEXED_MAX {
             self.flush_accounts()?;
         }
@@ -1403,13 +1476,21 @@ impl Restore {
     /// Does the pending inserts. On error, the first failing record in file order.
     pub(crate) fn flush(&mut self) -> Result<(), RestoreError> {
         let accounts = self.flush_accounts();
-        let cards = self.flush_cards();
         let holds = self.flush_holds();
-        first_error([accounts, cards, holds])
+        first_error([accounts, holds])
     }
 
-    /// The rebuilt state (after a last flush), its watermark set.
+    /// The cards restored since the last call, for [`RestoreCards::add`] (`empty`: an empty
+    /// vector to keep the next ones in, so that their memory is reused).
+    pub(crate) fn take_cards(&mut self, empty: Vec<PendingCard>) -> Vec<PendingCard> {
+        debug_assert!(empty.is_empty());
+        std::mem::replace(&mut self.cards, empty)
+    }
+
+    /// The rebuilt state (after a last flush), its watermark set; without its cards (see
+    /// [`RestoreCards::finish`]). Every card must have been taken ([`Restore::take_cards`]).
     pub(crate) fn finish(mut self, watermark: UnixSeconds) -> Result<State, RestoreError> {
+        assert!(self.cards.is_empty(), "every restored card was taken");
         self.flush()?;
         self.state.watermark = watermark;
         Ok(self.state)
@@ -1473,26 +1554,6 @@ impl Restore {
             }
         }
         self.unindexed.clear();
-        first.map_or(Ok(()), Err)
-    }
-
-    fn flush_cards(&mut self) -> Result<(), RestoreError> {
-        let hasher = <PanHashBuildHasher as Default>::default();
-        let order = bucket_order(
-            &self.cards,
-            &mut self.cards_sorted,
-            table_buckets(self.cards_expected),
-            |(_, pan_hash, _)| std::hash::BuildHasher::hash_one(&hasher, pan_hash),
-        );
-        let mut first: Option<RestoreError> = None;
-        for &(record, pan_hash, card) in order {
-            if self.state.cards.insert(pan_hash, card).is_some()
-                && first.is_none_or(|(earlier, _)| record < earlier)
-            {
-                first = Some((record, "duplicate card record"));
-            }
-        }
-        self.cards.clear();
         first.map_or(Ok(()), Err)
     }
 
