@@ -950,7 +950,7 @@ impl State {
                 f(&buffer)?;
             }
         }
-        for (pan_hash, card) in &self.cards {
+        for (pan_hash, card) in self.cards.iter() {
             buffer.clear();
             self.card_record(pan_hash, card, &mut buffer);
             f(&buffer)?;
@@ -979,7 +979,7 @@ impl State {
             "card count fits the index"
         );
         let mut ends = vec![0u32; self.accounts.len()];
-        for card in self.cards.values() {
+        for (_, card) in self.cards.iter() {
             ends[card.account.0 as usize] += 1;
         }
         let mut total = 0u32;
@@ -989,7 +989,7 @@ impl State {
         }
         assert_eq!(total as usize, self.cards.len());
         let mut grouped: Vec<Option<(&PanHash, &Card)>> = vec![None; self.cards.len()];
-        for (pan_hash, card) in &self.cards {
+        for (pan_hash, card) in self.cards.iter() {
             let slot = &mut ends[card.account.0 as usize];
             grouped[*slot as usize] = Some((pan_hash, card));
             *slot += 1;
@@ -1152,13 +1152,14 @@ impl State {
 
 /// A state being rebuilt from snapshot records, in file order.
 ///
-/// The inserts into the big tables (the account index, the cards, the hold records) are
-/// deferred and done a batch at a time by [`Restore::flush`]: back to back, the cache and TLB
-/// misses of independent inserts into tables of millions of entries overlap; interleaved with
-/// the decoding of each record they do not (measured on 10 M accounts and cards: the account
-/// index and card inserts were two thirds of the restoring thread's time). A record that names
-/// its account by id flushes the accounts first, so it finds every account restored before it.
-/// Every restored entity is encoded again and must give its record's bytes ([`RecordCheck`]).
+/// The inserts into the big tables are deferred (measured on 10 M accounts and cards: done one
+/// record at a time, the account index and card inserts were two thirds of the reading
+/// thread's time, a cache and TLB miss or two each): the account index's and the hold
+/// records' are done a batch at a time by [`Restore::flush`], the accounts' in the order of
+/// their home buckets ([`bucket_order`]); the cards go to [`RestoreCards`] (on the other
+/// thread of the reader). A record that names its account by id flushes the accounts first,
+/// so it finds every account restored before it. Every restored entity is encoded again and
+/// must give its record's bytes ([`RecordCheck`]).
 pub(crate) struct Restore {
     state: State,
     /// Accounts stored but not yet in the account index.
@@ -1167,6 +1168,8 @@ pub(crate) struct Restore {
     unindexed_sorted: Vec<Unindexed>,
     /// Cards restored, for [`RestoreCards`] to insert (on the other thread).
     cards: Vec<PendingCard>,
+    /// The key set of the last card restored.
+    last_key_set: Option<u16>,
     holds: Vec<(u64, HoldId, Hold)>,
 }
 
@@ -1189,8 +1192,8 @@ pub(crate) struct RestoreCards {
 }
 
 impl RestoreCards {
-    /// Cards kept before they are inserted in bucket order (18 MiB).
-    const PENDING_MAX: usize = 1 << 18;
+    /// Cards kept before they are inserted in bucket order (36 MiB, and as much to sort them).
+    const PENDING_MAX: usize = 1 << 19;
 
     pub(crate) fn new(config: LedgerConfig, cards: usize) -> RestoreCards {
         let mut shell = State::new(config);
@@ -1256,7 +1259,7 @@ fn table_buckets(n: usize) -> usize {
 
 /// `items` in the order of their home buckets in a table of `buckets` (a power of two) buckets
 /// indexed by the low bits of `hash` (hashbrown's layout), by a counting sort on the buckets'
-/// top 12 bits into `sorted`. Inserted in that order, consecutive inserts touch nearby memory
+/// top 10 bits into `sorted` (1,024 bins: the sort's writes stay in the cache). Inserted in that order, consecutive inserts touch nearby memory
 /// instead of one random cache line and page each of a table of up to a GiB (measured on 10 M
 /// accounts: the account index's inserts went from ~4.6 s to ~0.9 s of CPU). The order only
 /// affects speed: a table with another layout gets the same entries.
@@ -1266,7 +1269,7 @@ fn bucket_order<'a, T: Copy>(
     buckets: usize,
     hash: impl Fn(&T) -> u64,
 ) -> &'a [T] {
-    const BIN_BITS: u32 = 12;
+    const BIN_BITS: u32 = 10;
     let bucket_bits = buckets.trailing_zeros();
     let Some(&first) = items.first() else {
         return items;
@@ -1306,13 +1309,30 @@ fn first_error<const N: usize>(results: [Result<(), RestoreError>; N]) -> Result
         .map_or(Ok(()), Err)
 }
 
-/// An account restored but not yet in the account index.
+/// An account restored but not yet in the account index, with a copy of its id when short
+/// (the inserts run in another order than the accounts were stored: reading the id from the
+/// account would be a cache miss each).
 #[derive(Clone, Copy)]
 struct Unindexed {
     hash: u64,
-    index: AccountIndex,
     /// The record it came from (for errors).
     record: u64,
+    index: AccountIndex,
+    /// `id_len` bytes of `id` are the id; 0: the id is longer, read it from the account.
+    id_len: u8,
+    id: [u8; Unindexed::ID_MAX],
+}
+
+impl Unindexed {
+    const ID_MAX: usize = 27;
+
+    fn id<'a>(&'a self, accounts: &'a [Account]) -> &'a [u8] {
+        if self.id_len == 0 {
+            accounts[self.index.0 as usize].id.as_bytes()
+        } else {
+            &self.id[..usize::from(self.id_len)]
+        }
+    }
 }
 
 /// A restore error: the record it is about, and why.
@@ -1322,8 +1342,9 @@ impl Restore {
     /// Deferred hold inserts kept before [`Restore::push`] flushes by itself (bounds their
     /// memory to ~0.3 MiB).
     const PENDING_MAX: usize = 4096;
-    /// Deferred account-index inserts kept before [`Restore::push`] flushes (6 MiB): a flush
-    /// inserts them in the order of their home buckets (see [`Restore::flush_accounts`]).
+    /// Deferred account-index inserts kept before [`Restore::push`] flushes (12 MiB, and as
+    /// much to sort them): a flush inserts them in the order of their home buckets (see
+    /// [`Restore::flush_accounts`]).
     const UNINDEXED_MAX: usize = 1 << 18;
 
     /// An empty state with room for what a snapshot header announces, so that no table grows
@@ -1344,6 +1365,7 @@ impl Restore {
             unindexed: Vec::with_capacity(Self::UNINDEXED_MAX),
             unindexed_sorted: Vec::new(),
             cards: Vec::new(),
+            last_key_set: None,
             holds: Vec::with_capacity(Self::PENDING_MAX),
         }
     }
@@ -1375,11 +1397,19 @@ impl Restore {
         state.account_record(&stored, check.scratch);
         check.verify()?;
         let index = AccountIndex(state.accounts.len() as u32);
-        self.unindexed.push(Unindexed {
-            hash: account_id_hash(stored.id.as_bytes()),
-            index,
+        let id = stored.id.as_bytes();
+        let mut unindexed = Unindexed {
+            hash: account_id_hash(id),
             record,
-        });
+            index,
+            id_len: 0,
+            id: [0; Unindexed::ID_MAX],
+        };
+        if id.len() <= Unindexed::ID_MAX {
+            unindexed.id_len = id.len() as u8;
+            unindexed.id[..id.len()].copy_from_slice(id);
+        }
+        self.unindexed.push(unindexed);
         state.accounts.push(stored);
         Ok(index)
     }
@@ -1392,9 +1422,17 @@ impl Restore {
     ) -> Result<(), &'static str> {
         let account = self.account_ref(card.account)?;
         let state = &mut self.state;
-        let key_set = state
-            .intern_key_set(card.key_set)
-            .map_err(|_| "too many key sets")?;
+        // Cards share a few key sets, and runs of cards one: skip the lookup of the last one.
+        let key_set = match self.last_key_set {
+            Some(index) if *state.key_sets[usize::from(index)] == *card.key_set => index,
+            _ => {
+                let index = state
+                    .intern_key_set(card.key_set)
+                    .map_err(|_| "too many key sets")?;
+                self.last_key_set = Some(index);
+                index
+            }
+        };
         let card_id = state
             .store_card_id(card.card_id)
             .map_err(|_| "card id too long")?;
@@ -1536,7 +1574,7 @@ impl Restore {
         });
         let mut first: Option<RestoreError> = None;
         for u in order {
-            let id = accounts[u.index.0 as usize].id.as_bytes();
+            let id = u.id(accounts);
             match account_index.entry(
                 u.hash,
                 |i| accounts[i.0 as usize].id.as_bytes() == id,
