@@ -583,9 +583,11 @@ pub fn read<R: Read>(r: R) -> Result<(State, ResumeOffsets, Header), SnapshotErr
 /// Two threads, in a pipeline: this one reads, decompresses and checks the body's framing,
 /// order and checksums and hashes every canonical record (one XXH3-128 each); a second one
 /// decodes the records and rebuilds the state (its inserts into the big tables batched, see
-/// `Restore`). They hand records over in batches through a bounded channel (at most
-/// [`BATCHES`] batches of about [`BATCH_BYTES`] exist at once). The first error in file order
-/// is the one reported.
+/// `Restore`). They hand records over in batches (at most `BATCHES` batches of about
+/// `BATCH_BYTES` in flight); each batch comes back with the cards decoded from it, and this
+/// thread inserts those into the cards table (`RestoreCards`; the cards table is the biggest
+/// single cost, and this split gives both threads about the same work). The first error in
+/// file order is the one reported.
 pub fn read_with_config<R: Read>(
     r: R,
     config: LedgerConfig,
