@@ -3,6 +3,10 @@
 //!
 //! Run: `cargo bench -p authorizer --bench snapshot_bench` (needs ~6 GiB of RAM and ~1 GiB in
 //! the temp directory; `SNAPSHOT_BENCH_N` changes the size).
+//!
+//! For profiling the read alone: `SNAPSHOT_BENCH_FILE=PATH` writes the snapshot to PATH and
+//! keeps it; when PATH already exists, the run skips building and writing and only reads it
+//! (`SNAPSHOT_BENCH_READS` times).
 
 #[path = "ledger_support/mod.rs"]
 mod support;
@@ -18,6 +22,27 @@ static ALLOCATOR: support::Counting = support::Counting;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let reads: u32 = std::env::var("SNAPSHOT_BENCH_READS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let kept = std::env::var_os("SNAPSHOT_BENCH_FILE").map(std::path::PathBuf::from);
+    if let Some(path) = kept.as_ref().filter(|p| p.exists()) {
+        for _ in 0..reads.max(1) {
+            let started = Instant::now();
+            let file = std::fs::File::open(path).unwrap();
+            let (restored, _, header) =
+                snapshot::read(BufReader::with_capacity(1 << 20, file)).unwrap();
+            println!(
+                "read {}: {:.2} s; {:?}",
+                path.display(),
+                started.elapsed().as_secs_f64(),
+                header.counts
+            );
+            drop(restored);
+        }
         return;
     }
     let n: u64 = std::env::var("SNAPSHOT_BENCH_N")
@@ -53,7 +78,7 @@ fn main() {
     let dir =
         std::env::temp_dir().join(format!("authorizer-snapshot-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("state.snap");
+    let path = kept.clone().unwrap_or_else(|| dir.join("state.snap"));
 
     let started = Instant::now();
     let hash = state.state_hash();
@@ -78,11 +103,7 @@ fn main() {
     assert_eq!(header.state_hash, hash);
     drop(state);
 
-    // `SNAPSHOT_BENCH_READS` repeats the read (for profiling the read alone).
-    let reads: u32 = std::env::var("SNAPSHOT_BENCH_READS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    // `SNAPSHOT_BENCH_READS` repeats the read.
     for _ in 0..reads.max(1) {
         let started = Instant::now();
         let file = std::fs::File::open(&path).unwrap();

@@ -169,24 +169,53 @@ fn precise_errors() {
         Err(SnapshotError::TrailingBytes)
     ));
     // A future version with a valid header checksum.
-    let mut future = bytes.clone();
-    future[8..12].copy_from_slice(&2u32.to_be_bytes());
-    let header_len = u32::from_be_bytes(future[12..16].try_into().unwrap()) as usize;
-    let crc = crc32c::crc32c(&future[..16 + header_len]);
-    future[16 + header_len..20 + header_len].copy_from_slice(&crc.to_be_bytes());
+    let future = with_version(&bytes, snapshot::FORMAT_VERSION + 1);
     match snapshot::read(&future[..]) {
-        Err(SnapshotError::FutureVersion {
-            found: 2,
-            supported: 1,
-        }) => {}
+        Err(SnapshotError::FutureVersion { found, supported })
+            if found == snapshot::FORMAT_VERSION + 1 && supported == snapshot::FORMAT_VERSION => {}
         other => panic!("expected FutureVersion, got {other:?}"),
     }
     let text = SnapshotError::FutureVersion {
-        found: 2,
-        supported: 1,
+        found: 3,
+        supported: 2,
     }
     .to_string();
     assert!(text.contains("upgrade"), "{text}");
+}
+
+/// `bytes` with another format version and a valid header checksum.
+fn with_version(bytes: &[u8], version: u32) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out[8..12].copy_from_slice(&version.to_be_bytes());
+    let header_len = u32::from_be_bytes(out[12..16].try_into().unwrap()) as usize;
+    let crc = crc32c::crc32c(&out[..16 + header_len]);
+    out[16 + header_len..20 + header_len].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+#[test]
+fn version_1_files_are_rejected_as_unsupported() {
+    assert_eq!(snapshot::FORMAT_VERSION, 2);
+    let old = with_version(&encode(&fixed_state()), 1);
+    match snapshot::read(&old[..]) {
+        Err(SnapshotError::UnsupportedVersion {
+            found: 1,
+            supported: 2,
+        }) => {}
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+    let text = SnapshotError::UnsupportedVersion {
+        found: 1,
+        supported: 2,
+    }
+    .to_string();
+    assert!(text.contains("older") && text.contains("rebuild"), "{text}");
+    assert!(matches!(
+        snapshot::read(&with_version(&encode(&fixed_state()), 0)[..]),
+        Err(SnapshotError::HeaderInvalid {
+            reason: "format version 0"
+        })
+    ));
 }
 
 #[test]
@@ -230,5 +259,49 @@ proptest! {
         prop_assert!(snapshot::read(&corrupt[..]).is_err());
         let len = cut.index(bytes.len());
         prop_assert!(snapshot::read(&bytes[..len]).is_err());
+    }
+}
+
+#[path = "../benches/ledger_support/mod.rs"]
+mod bench_support;
+
+/// A state big enough that the reader's batched, bucket-ordered inserts run (thousands of
+/// accounts, cards and holds): it roundtrips, every account and card is found again.
+#[test]
+fn a_large_state_roundtrips() {
+    let n = 6000u64;
+    let mut state = State::new(LedgerConfig::default());
+    bench_support::build(&mut state, n, 1_000_000);
+    for i in 0..n / 3 {
+        state.apply(&bench_support::hold_event(i, i * 2)).unwrap();
+    }
+    let bytes = encode(&state);
+    let (restored, _, header) = snapshot::read(&bytes[..]).unwrap();
+    restored.assert_invariants();
+    assert_eq!(restored.state_hash(), state.state_hash());
+    assert_eq!(header.state_hash, state.state_hash());
+    assert_eq!(restored.counts(), {
+        let mut counts = state.counts();
+        counts.dedup_window = 0;
+        counts
+    });
+    let now = authorizer::ledger::UnixSeconds(bench_support::NOW_S);
+    for i in 0..n {
+        let id = bench_support::account_id(i);
+        let index = restored
+            .account_by_id(&id)
+            .expect("every account is indexed");
+        assert_eq!(restored.account(index).id(), id);
+        assert_eq!(
+            restored.open_to_buy(index, now),
+            state.open_to_buy(state.account_by_id(&id).unwrap(), now)
+        );
+        let pan_hash = bench_support::pan_hash(i);
+        assert_eq!(
+            restored
+                .card(&pan_hash)
+                .map(|c| restored.account(c.account()).id()),
+            Some(id.as_str())
+        );
     }
 }

@@ -288,6 +288,13 @@ impl<K: UniformKey, V> KeyTable<K, V> {
         }
     }
 
+    /// Length of the index: a key's home slot is `key.bits() & (index_slots() - 1)` (a power
+    /// of two, or 0 before the first insert or reserve). For inserting many keys in the order of
+    /// their home slots, which keeps the writes close together.
+    pub fn index_slots(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Bytes of heap this table holds (capacity, not length).
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<(K, V)>()
