@@ -11,7 +11,7 @@
 //!
 //! Layout: the entries `(key, value)` are stored densely in a `Vec` (no empty buckets, 64 bytes per
 //! card and per hold); an index of `u64` slots, open addressing with linear probing at a load of at
-//! most one half, holds 32 bits of the key (its home slot and a tag) and the entry's position.
+//! most 5/8, holds 32 bits of the key (its home slot and a tag) and the entry's position.
 //! A lookup reads one index cache line (and rarely a second) and then the entry. Removal moves the
 //! last entry into the hole (`swap_remove`) and shifts the index back (no tombstones), so the
 //! table never degrades.
@@ -68,7 +68,7 @@ fn make_slot(bits: u32, position: usize) -> Slot {
 #[derive(Clone)]
 pub struct KeyTable<K, V> {
     entries: Vec<(K, V)>,
-    /// Power-of-two length (or empty); at most half full.
+    /// Power-of-two length (or empty); at most 5/8 full.
     slots: Vec<Slot>,
 }
 
@@ -109,7 +109,7 @@ impl<K: UniformKey, V> KeyTable<K, V> {
         if self.entries.capacity() != capacity {
             advise_huge_pages(&self.entries);
         }
-        if wanted.saturating_mul(2) > self.slots.len() {
+        if !Self::fits(wanted, self.slots.len()) {
             self.rebuild_index(wanted);
         }
     }
@@ -168,8 +168,9 @@ impl<K: UniformKey, V> KeyTable<K, V> {
             return Some(std::mem::replace(&mut self.entries[position].1, value));
         }
         assert!(self.entries.len() < ENTRIES_MAX, "KeyTable is full");
-        if (self.entries.len() + 1) * 2 > self.slots.len() {
-            self.rebuild_index((self.entries.len() + 1).saturating_mul(2));
+        if !Self::fits(self.entries.len() + 1, self.slots.len()) {
+            // Twice the slots.
+            self.resize_index(self.slots.len().saturating_mul(2));
         }
         let position = self.entries.len();
         let capacity = self.entries.capacity();
@@ -191,13 +192,22 @@ impl<K: UniformKey, V> KeyTable<K, V> {
         self.slots[i] = make_slot(bits, position);
     }
 
-    /// A new index with room for `entries` entries at a load of at most one half.
+    /// Whether an index of `slots` slots holds `entries` entries at a load of at most 5/8
+    /// (linear probing stays short: at most about 1.8 slots read on average for a key that is
+    /// there, 4 for one that is not, 8 slots to a cache line; 3/4 measured slower on inserts).
+    fn fits(entries: usize, slots: usize) -> bool {
+        entries.saturating_mul(8) <= slots.saturating_mul(5)
+    }
+
+    /// A new index with room for `entries` entries at a load of at most 5/8.
     fn rebuild_index(&mut self, entries: usize) {
-        let wanted = entries
-            .max(self.entries.len())
-            .saturating_mul(2)
-            .max(SLOTS_MIN)
-            .next_power_of_two();
+        let entries = entries.max(self.entries.len());
+        self.resize_index(entries.saturating_mul(8).div_ceil(5));
+    }
+
+    /// A new index of at least `slots` slots (a power of two), when that is more than now.
+    fn resize_index(&mut self, slots: usize) {
+        let wanted = slots.max(SLOTS_MIN).next_power_of_two();
         if wanted <= self.slots.len() {
             return;
         }
@@ -391,7 +401,10 @@ mod tests {
     }
 
     fn check_index<V>(table: &KeyTable<Key, V>) {
-        assert!(table.slots.len() >= 2 * table.entries.len() || table.slots.is_empty());
+        assert!(
+            KeyTable::<Key, V>::fits(table.entries.len(), table.slots.len())
+                || table.slots.is_empty()
+        );
         let used = table.slots.iter().filter(|s| **s != EMPTY).count();
         assert_eq!(used, table.entries.len(), "one slot per entry");
         for (position, (key, _)) in table.entries.iter().enumerate() {
@@ -429,6 +442,20 @@ mod tests {
         for i in 0..40u64 {
             assert_eq!(table.get(&Key(7 | (i << 40))).is_some(), i % 3 != 0);
         }
+    }
+
+    #[test]
+    fn the_index_doubles_as_it_fills() {
+        let mut table = KeyTable::new();
+        for i in 0..100_000u64 {
+            table.insert(Key(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), ());
+            assert!(KeyTable::<Key, ()>::fits(table.len(), table.index_slots()));
+        }
+        // 100,000 entries at most 5/8 full: 2^18 slots, not more.
+        assert_eq!(table.index_slots(), 1 << 18);
+        let mut reserved: KeyTable<Key, ()> = KeyTable::new();
+        reserved.reserve(100_000);
+        assert_eq!(reserved.index_slots(), 1 << 18);
     }
 
     #[test]
