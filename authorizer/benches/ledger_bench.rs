@@ -244,9 +244,14 @@ fn apply_json(events_total: u64) {
     let times = support::timed(|| {
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(64);
+            // Spent batches go back to be freed where they were allocated (as the consumer's).
+            let (home, spent) = std::sync::mpsc::channel::<RecordBatch>();
             let records = &records;
             scope.spawn(move || {
                 for chunk in records.chunks(CONSUMER_BATCH) {
+                    while let Ok(done) = spent.try_recv() {
+                        drop(done);
+                    }
                     let batch: Vec<LogRecord> = chunk
                         .iter()
                         .map(|(role, offset, payload)| LogRecord {
@@ -257,14 +262,15 @@ fn apply_json(events_total: u64) {
                             payload: Some(payload.to_vec()),
                         })
                         .collect();
-                    tx.send(RecordBatch::parse(batch)).unwrap();
+                    tx.send(RecordBatch::parse_returning(batch, Some(home.clone())))
+                        .unwrap();
                 }
             });
             let (piped, applier) = (&mut piped, &mut applier);
             let ledger = scope.spawn(move || {
                 support::timed(|| {
                     for batch in rx {
-                        applier.apply_batch(piped, batch);
+                        applier.apply_batch(piped, &batch);
                     }
                 })
                 .1

@@ -136,9 +136,9 @@ impl Applier {
     }
 
     /// Applies a batch from the consumer.
-    pub fn apply_batch<A: Apply>(&mut self, state: &mut A, batch: RecordBatch) {
+    pub fn apply_batch<A: Apply>(&mut self, state: &mut A, batch: &RecordBatch) {
         let before = self.progress;
-        state.prefetch(&batch);
+        state.prefetch(batch);
         for (record, event) in batch.iter() {
             self.apply_one(state, record, event);
         }
@@ -325,13 +325,13 @@ mod tests {
         assert!(!a.is_ready());
         a.apply_batch(
             &mut state,
-            RecordBatch::parse(vec![record(0, 5, Some(b"ok5")), record(0, 6, Some(b"ok6"))]),
+            &RecordBatch::parse(vec![record(0, 5, Some(b"ok5")), record(0, 6, Some(b"ok6"))]),
         );
         assert!(!a.is_ready());
         // A redelivery after a pause: 5 and 6 again, then 7.
         a.apply_batch(
             &mut state,
-            RecordBatch::parse(vec![
+            &RecordBatch::parse(vec![
                 record(0, 5, Some(b"ok5")),
                 record(0, 6, Some(b"ok6")),
                 record(0, 7, Some(b"ok7")),
@@ -354,7 +354,7 @@ mod tests {
         let mut state = Log::default();
         a.apply_batch(
             &mut state,
-            RecordBatch::parse(vec![
+            &RecordBatch::parse(vec![
                 record(0, 0, Some(b"garbage")),
                 record(0, 1, None),
                 record(0, 2, Some(b"ok")),

@@ -271,7 +271,12 @@ fn poll_loop<T: From<Inbound>>(
     stop: Arc<AtomicBool>,
 ) {
     let mut batch: Vec<LogRecord> = Vec::with_capacity(batch_max);
+    // Batches the ledger thread is done with come back to be freed on this thread.
+    let (home, spent) = std::sync::mpsc::channel::<RecordBatch>();
     while !stop.load(Ordering::Acquire) {
+        while let Ok(done) = spent.try_recv() {
+            drop(done);
+        }
         // Wait for records only when there is nothing to hand over.
         let wait = if batch.is_empty() {
             Duration::from_millis(100)
@@ -311,7 +316,10 @@ fn poll_loop<T: From<Inbound>>(
         }
         let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_max));
         // Parsing here takes that work off the single ledger thread.
-        match tx.try_send(T::from(Inbound::Records(RecordBatch::parse(full)))) {
+        match tx.try_send(T::from(Inbound::Records(RecordBatch::parse_returning(
+            full,
+            Some(home.clone()),
+        )))) {
             Ok(()) => {}
             Err(TrySendError::Full(mut item)) => {
                 // The ledger is behind. Not polling already stops fetching once librdkafka's

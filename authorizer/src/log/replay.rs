@@ -96,7 +96,7 @@ pub fn replay<A: Apply>(
             break Ok(());
         }
         match rx.recv() {
-            Ok(Inbound::Records(records)) => applier.apply_batch(&mut state, records),
+            Ok(Inbound::Records(records)) => applier.apply_batch(&mut state, &records),
             Ok(Inbound::Failed(e)) => break Err(e),
             Err(_) => break Err(LogError::Stopped { what: "consumer" }),
         }
@@ -173,7 +173,7 @@ impl<A: Apply + Send + 'static> Follower<A> {
                 while !st.load(Ordering::Acquire) {
                     let failed = match rx.recv_timeout(Duration::from_millis(100)) {
                         Ok(Inbound::Records(records)) => {
-                            applier.apply_batch(&mut state, records);
+                            applier.apply_batch(&mut state, &records);
                             None
                         }
                         Ok(Inbound::Failed(e)) => Some(e.to_string()),
