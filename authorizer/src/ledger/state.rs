@@ -684,6 +684,9 @@ pub struct State {
     /// until at or before it go.
     pub(crate) watermark: UnixSeconds,
     dedup: DedupWindow,
+    /// Accounts with status `Unknown` (named by a card or hold, not upserted yet), kept so that
+    /// [`State::counts`] reads no account.
+    placeholders: usize,
 }
 
 impl State {
@@ -703,6 +706,7 @@ impl State {
             cleared_retirement: BinaryHeap::new(),
             watermark: UnixSeconds(0),
             dedup,
+            placeholders: 0,
         }
     }
 
@@ -900,8 +904,9 @@ impl State {
         self.accounts[index.0 as usize].held = held;
     }
 
+    /// Sizes of the state. Constant time (metrics and `/state` read it often).
     pub fn counts(&self) -> Counts {
-        let placeholders = self.accounts.iter().filter(|a| a.is_placeholder()).count();
+        let placeholders = self.placeholders;
         Counts {
             accounts: (self.accounts.len() - placeholders) as u64,
             account_placeholders: placeholders as u64,
@@ -947,6 +952,7 @@ impl State {
         let index = AccountIndex(accounts.len() as u32);
         slot.insert(index);
         let capacity = accounts.capacity();
+        self.placeholders += 1;
         accounts.push(Account {
             id: AccountIdText::new(account_id),
             version: Version(0),
@@ -1024,6 +1030,7 @@ impl State {
             e.posted_balance,
         );
         let account = &mut self.accounts[index.0 as usize];
+        let was_placeholder = account.is_placeholder();
         if candidate > account.order_key() {
             account.version = e.version;
             account.status = e.status;
@@ -1033,6 +1040,11 @@ impl State {
             changed = true;
         }
         assert!(!account.is_placeholder() || account.version == Version(0));
+        match (was_placeholder, account.is_placeholder()) {
+            (true, false) => self.placeholders -= 1,
+            (false, true) => self.placeholders += 1,
+            _ => {}
+        }
         Ok(if changed {
             Applied::Changed
         } else {
@@ -1498,6 +1510,11 @@ impl State {
     /// a snapshot restore.
     pub fn assert_invariants(&self) {
         assert_eq!(self.accounts.len(), self.account_index.len());
+        assert_eq!(
+            self.placeholders,
+            self.accounts.iter().filter(|a| a.is_placeholder()).count(),
+            "placeholder count"
+        );
         for (i, account) in self.accounts.iter().enumerate() {
             assert_eq!(
                 self.find_account(account.id()),
