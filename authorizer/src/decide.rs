@@ -27,6 +27,7 @@ use std::borrow::Cow;
 
 use sha2::{Digest, Sha256};
 
+pub use crate::ledger::state::PrefetchStage;
 use crate::ledger::state::parts;
 use crate::ledger::time::transmission_instant;
 use crate::ledger::{
@@ -409,17 +410,6 @@ pub fn decide_prepared<'a>(
 pub struct Prepared<'r, 'a> {
     request: &'r Request<'a>,
     hold_id: Option<HoldId>,
-}
-
-/// The stages of [`Prepared::prefetch`], in the order a request goes through them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PrefetchStage {
-    /// The index cache lines of the card and of the hold.
-    Index,
-    /// The card and hold records (their index lines should be loaded by now).
-    Records,
-    /// The card's account (the card record should be loaded by now).
-    Account,
 }
 
 impl<'r, 'a> Prepared<'r, 'a> {

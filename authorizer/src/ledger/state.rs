@@ -133,6 +133,18 @@ impl fmt::Debug for StateHash {
     }
 }
 
+/// The stages of [`State::prefetch`] (`decide::Prepared::prefetch`), in the order a request goes
+/// through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrefetchStage {
+    /// The index cache lines of the card and of the hold.
+    Index,
+    /// The card and hold records (their index lines should be loaded by now).
+    Records,
+    /// The card's account (the card record should be loaded by now).
+    Account,
+}
+
 /// An account. `Unknown` status with version 0 is a placeholder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -828,13 +840,7 @@ impl State {
 
     /// Starts loading the records a decision on this card and hold will read (see
     /// `decide::Prepared::prefetch`). A hint: changes nothing.
-    pub fn prefetch(
-        &self,
-        pan_hash: &PanHash,
-        hold_id: Option<&HoldId>,
-        stage: crate::decide::PrefetchStage,
-    ) {
-        use crate::decide::PrefetchStage;
+    pub fn prefetch(&self, pan_hash: &PanHash, hold_id: Option<&HoldId>, stage: PrefetchStage) {
         match stage {
             PrefetchStage::Index => {
                 self.cards.prefetch_slot(pan_hash);
