@@ -768,7 +768,7 @@ fn decide_authorization<'a>(
     };
     let currency = account.currency();
 
-    if account.hold_count() >= config.holds_per_account_max {
+    if state.hold_count(account) >= config.holds_per_account_max {
         return decline(ResponseCode::DO_NOT_HONOR, amount, currency);
     }
 
