@@ -11,8 +11,11 @@ mod support;
 use std::time::Instant;
 
 use authorizer::ledger::{LedgerConfig, Source, State};
+use std::sync::mpsc::TrySendError;
+
 use authorizer::log::{
-    Applier, DeadLetters, LogMetrics, LogRecord, Offsets, RecordBatch, TopicPartition, TopicRole,
+    Applier, DeadLetters, Inbound, Job, LogMetrics, LogRecord, Offsets, ParsePool, RecordBatch,
+    TopicPartition, TopicRole,
 };
 
 #[global_allocator]
@@ -75,9 +78,10 @@ fn memory() {
 const BATCH: usize = 256;
 /// Records per consumer batch (`ConsumerOptions::batch_records_max`'s default).
 const CONSUMER_BATCH: usize = 1024;
+/// Accounts (and cards) of the state the events apply to.
+const ACCOUNTS: u64 = 100_000;
 
 fn apply_json(events_total: u64) {
-    const ACCOUNTS: u64 = 100_000;
     let mut state = State::new(LedgerConfig::default());
     support::build(&mut state, ACCOUNTS, 1_000_000);
     // A mix: 50% hold.placed, 20% hold.released, 20% account.upserted, 10% card.upserted.
@@ -198,9 +202,46 @@ fn apply_json(events_total: u64) {
     );
     drop(batched);
 
-    // The daemon's split over two threads: the consumer's thread copies each record and parses
-    // its batch (`RecordBatch::parse`), the ledger thread applies it (`Applier::apply_batch`:
-    // offsets, prefetch, apply), with a bounded queue of batches between them.
+    // The daemon's way: the consumer's thread copies each record, parsing threads parse the
+    // batches (`ParsePool`, in order), the ledger thread applies them (`Applier::apply_batch`:
+    // offsets, prefetch, apply), with bounded queues between them.
+    for parse_threads in [1, 2] {
+        logs_way(&payloads, parse_threads, copy_hash);
+    }
+    let started = Instant::now();
+    let hash = state.state_hash();
+    assert_eq!(hash, copy_hash, "apply and apply_json reach the same state");
+    println!(
+        "state_hash over {:?}: {:.3} s ({hash})",
+        state.counts(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    // `-- apply_json` runs only that part (for profiling).
+    let only_apply = std::env::args().any(|a| a == "apply_json");
+    // `-- events=N`: fewer events (for callgrind).
+    let events = std::env::args()
+        .find_map(|a| a.strip_prefix("events=").and_then(|n| n.parse().ok()))
+        .unwrap_or(1_000_000);
+    if !only_apply {
+        memory();
+    }
+    apply_json(events);
+}
+
+/// Applies `payloads` as the daemon does (see `apply_json`) with `parse_threads` parsing
+/// threads, and prints the figures; checks the state reached is `expected`.
+fn logs_way(
+    payloads: &[(Source, Vec<u8>)],
+    parse_threads: usize,
+    expected: authorizer::ledger::StateHash,
+) {
+    let events_total = payloads.len() as u64;
     let mut piped = State::new(LedgerConfig::default());
     support::build(&mut piped, ACCOUNTS, 1_000_000);
     let topics = vec![
@@ -243,11 +284,12 @@ fn apply_json(events_total: u64) {
     let mut ledger_cpu_s = 0.0;
     let times = support::timed(|| {
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(64);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Inbound>(64);
             // Spent batches go back to be freed where they were allocated (as the consumer's).
             let (home, spent) = std::sync::mpsc::channel::<RecordBatch>();
             let records = &records;
             scope.spawn(move || {
+                let mut pool = ParsePool::start(parse_threads, tx, home).unwrap();
                 for chunk in records.chunks(CONSUMER_BATCH) {
                     while let Ok(done) = spent.try_recv() {
                         drop(done);
@@ -262,14 +304,25 @@ fn apply_json(events_total: u64) {
                             payload: Some(payload.to_vec()),
                         })
                         .collect();
-                    tx.send(RecordBatch::parse_returning(batch, Some(home.clone())))
-                        .unwrap();
+                    let mut job = Job::Records(batch);
+                    // The consumer sleeps between attempts; waiting here is the same (the
+                    // ledger or the parsing is behind).
+                    while let Err(TrySendError::Full(back)) = pool.try_submit(job) {
+                        job = back;
+                        std::thread::sleep(std::time::Duration::from_micros(100));
+                    }
                 }
+                pool.finish();
+                // Free the rest where it was allocated.
+                drop(spent);
             });
             let (piped, applier) = (&mut piped, &mut applier);
             let ledger = scope.spawn(move || {
                 support::timed(|| {
-                    for batch in rx {
+                    for inbound in rx {
+                        let Inbound::Records(batch) = inbound else {
+                            panic!("no failure here");
+                        };
                         applier.apply_batch(piped, &batch);
                     }
                 })
@@ -282,39 +335,15 @@ fn apply_json(events_total: u64) {
     assert_eq!((progress.applied, progress.rejected), (events_total, 0));
     assert!(applier.is_ready());
     println!(
-        "apply_json, the log's way (parse on the consumer's thread, apply on the ledger thread): {events_total} events in {:.3} s = {:.0} events/s (the ledger thread on the CPU {ledger_cpu_s:.3} s = {:.0}/s)",
+        "apply_json, the log's way (copy on the consumer's thread, parse on {parse_threads} thread(s), apply on the ledger thread): {events_total} events in {:.3} s = {:.0} events/s (the ledger thread on the CPU {ledger_cpu_s:.3} s = {:.0}/s)",
         times.0,
         events_total as f64 / times.0,
         events_total as f64 / ledger_cpu_s
     );
     assert_eq!(
         piped.state_hash(),
-        copy_hash,
+        expected,
         "pipelined apply reaches the same state"
     );
     drop(piped);
-    let started = Instant::now();
-    let hash = state.state_hash();
-    assert_eq!(hash, copy_hash, "apply and apply_json reach the same state");
-    println!(
-        "state_hash over {:?}: {:.3} s ({hash})",
-        state.counts(),
-        started.elapsed().as_secs_f64()
-    );
-}
-
-fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    // `-- apply_json` runs only that part (for profiling).
-    let only_apply = std::env::args().any(|a| a == "apply_json");
-    // `-- events=N`: fewer events (for callgrind).
-    let events = std::env::args()
-        .find_map(|a| a.strip_prefix("events=").and_then(|n| n.parse().ok()))
-        .unwrap_or(1_000_000);
-    if !only_apply {
-        memory();
-    }
-    apply_json(events);
 }

@@ -29,6 +29,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::batch::RecordBatch;
 use super::metrics::LogMetrics;
+use super::parse::{Job, ParsePool};
 use super::{KafkaConfig, LogError, Offsets, TopicPartition, TopicRole, watermarks};
 
 /// How long the ledger's queue may stay full before the consumer pauses its partitions.
@@ -80,6 +81,8 @@ pub struct ConsumerOptions {
     pub stats_interval: Duration,
     /// Longest time the broker holds a fetch open waiting for new records (tail latency).
     pub fetch_wait_max: Duration,
+    /// Threads that parse the batches' JSON ([`ParsePool`]; at least 1).
+    pub parse_threads: usize,
 }
 
 impl Default for ConsumerOptions {
@@ -89,6 +92,7 @@ impl Default for ConsumerOptions {
             prefetch_kbytes_max: 32 * 1024,
             stats_interval: Duration::from_secs(1),
             fetch_wait_max: Duration::from_millis(100),
+            parse_threads: 2,
         }
     }
 }
@@ -234,7 +238,7 @@ where
         .iter()
         .map(|(r, t)| (*r, Arc::<str>::from(t.as_str())))
         .collect();
-    let batch_max = options.batch_records_max.max(1);
+    let options = options.clone();
     let thread = std::thread::Builder::new()
         .name("log-consumer".into())
         .spawn(move || {
@@ -242,7 +246,7 @@ where
                 consumer,
                 assignment,
                 roles,
-                batch_max,
+                &options,
                 tx,
                 metrics,
                 thread_stop,
@@ -261,18 +265,26 @@ where
     })
 }
 
-fn poll_loop<T: From<Inbound>>(
+fn poll_loop<T: From<Inbound> + Send + 'static>(
     consumer: BaseConsumer<StatsContext>,
     assignment: TopicPartitionList,
     roles: Vec<(TopicRole, Arc<str>)>,
-    batch_max: usize,
+    options: &ConsumerOptions,
     tx: SyncSender<T>,
     metrics: Arc<LogMetrics>,
     stop: Arc<AtomicBool>,
 ) {
+    let batch_max = options.batch_records_max.max(1);
     let mut batch: Vec<LogRecord> = Vec::with_capacity(batch_max);
     // Batches the ledger thread is done with come back to be freed on this thread.
     let (home, spent) = std::sync::mpsc::channel::<RecordBatch>();
+    let mut pool = match ParsePool::start(options.parse_threads, tx, home) {
+        Ok(pool) => pool,
+        Err(e) => {
+            tracing::error!(error = %e, "kafka consumer: cannot start the parsing threads");
+            return;
+        }
+    };
     while !stop.load(Ordering::Acquire) {
         while let Ok(done) = spent.try_recv() {
             drop(done);
@@ -301,11 +313,24 @@ fn poll_loop<T: From<Inbound>>(
             }
             Some(Err(e)) => {
                 if fatal(&e) {
-                    let _ = tx.send(T::from(Inbound::Failed(LogError::Consume {
+                    // After every batch before it; `finish` waits for the ledger to take them.
+                    let mut failed = Job::Failed(LogError::Consume {
                         message: format!(
                             "{e}; the start offsets are outside the retained log: restore from a newer snapshot"
                         ),
-                    })));
+                    });
+                    loop {
+                        match pool.try_submit(failed) {
+                            Ok(()) => break,
+                            Err(TrySendError::Full(back)) => failed = back,
+                            Err(TrySendError::Disconnected(_)) => return,
+                        }
+                        if stop.load(Ordering::Acquire) {
+                            return;
+                        }
+                        std::thread::sleep(FULL_QUEUE_RETRY);
+                    }
+                    pool.finish();
                     return;
                 }
                 tracing::warn!(error = %e, "kafka consumer: retrying");
@@ -315,11 +340,8 @@ fn poll_loop<T: From<Inbound>>(
             None => {}
         }
         let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_max));
-        // Parsing here takes that work off the single ledger thread.
-        match tx.try_send(T::from(Inbound::Records(RecordBatch::parse_returning(
-            full,
-            Some(home.clone()),
-        )))) {
+        // Parsed by the pool's threads, which takes that work off the single ledger thread.
+        match pool.try_submit(Job::Records(full)) {
             Ok(()) => {}
             Err(TrySendError::Full(mut item)) => {
                 // The ledger is behind. Not polling already stops fetching once librdkafka's
@@ -334,7 +356,7 @@ fn poll_loop<T: From<Inbound>>(
                         return;
                     }
                     std::thread::sleep(FULL_QUEUE_RETRY);
-                    match tx.try_send(item) {
+                    match pool.try_submit(item) {
                         Ok(()) => break,
                         Err(TrySendError::Full(back)) => item = back,
                         Err(TrySendError::Disconnected(_)) => return,
