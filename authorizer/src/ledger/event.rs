@@ -539,7 +539,7 @@ fn check_schema(schema: Option<u64>) -> Result<(), EventError> {
 }
 
 fn parse_cloud(payload: &[u8]) -> Result<Event<'_>, EventError> {
-    cloud_event(read_cloud(payload)?)
+    cloud_event(read_cloud(payload).map_err(|e| *e)?)
 }
 
 /// The keys of a cloud event, in the contract's order for `account.upserted` (the reader
@@ -565,7 +565,7 @@ const CLOUD_FIELDS: &[&str] = &[
 ];
 
 /// Reads the wire fields of a cloud event (unknown fields skipped).
-fn read_cloud(payload: &[u8]) -> Result<CloudWire<'_>, EventError> {
+fn read_cloud(payload: &[u8]) -> json::JsonResult<CloudWire<'_>> {
     let mut reader = json::Reader::new(payload);
     let mut w = CloudWire::default();
     reader.object("struct CloudWire", CLOUD_FIELDS, |r, field| {
@@ -823,7 +823,7 @@ fn digits_value(
 }
 
 fn parse_authorization(payload: &[u8]) -> Result<AuthorizationEvent<'_>, EventError> {
-    authorization_event(read_authorization(payload)?)
+    authorization_event(read_authorization(payload).map_err(|e| *e)?)
 }
 
 /// The keys of `trace`, in the order `to_json` writes them. Indices match `read_trace`.
@@ -860,7 +860,7 @@ const AUTHORIZATION_FIELDS: &[&str] = &[
 ];
 
 /// Reads the `trace` object.
-fn read_trace<'a>(reader: &mut json::Reader<'a>) -> Result<TraceWire<'a>, EventError> {
+fn read_trace<'a>(reader: &mut json::Reader<'a>) -> json::JsonResult<TraceWire<'a>> {
     let mut t = TraceWire::default();
     reader.object("struct TraceWire", TRACE_FIELDS, |r, field| {
         match field {
@@ -896,7 +896,7 @@ fn read_trace<'a>(reader: &mut json::Reader<'a>) -> Result<TraceWire<'a>, EventE
 }
 
 /// Reads the wire fields of an authorizer event (unknown fields skipped).
-fn read_authorization(payload: &[u8]) -> Result<AuthorizationWire<'_>, EventError> {
+fn read_authorization(payload: &[u8]) -> json::JsonResult<AuthorizationWire<'_>> {
     let mut reader = json::Reader::new(payload);
     let mut w = AuthorizationWire::default();
     reader.object(
@@ -1219,7 +1219,10 @@ pub mod reference {
     /// The wire structs through serde_json and through [`json::Reader`], for comparison.
     pub fn wires_agree(source: Source, payload: &[u8]) -> Result<bool, (EventError, EventError)> {
         Ok(match source {
-            Source::AccountUpdates => match (wire::<CloudWire<'_>>(payload), read_cloud(payload)) {
+            Source::AccountUpdates => match (
+                wire::<CloudWire<'_>>(payload),
+                read_cloud(payload).map_err(|e| *e),
+            ) {
                 (Ok(a), Ok(b)) => a == b,
                 (Err(_), Err(_)) => true,
                 (a, b) => {
@@ -1231,7 +1234,7 @@ pub mod reference {
             },
             Source::Authorizations => match (
                 wire::<AuthorizationWire<'_>>(payload),
-                read_authorization(payload),
+                read_authorization(payload).map_err(|e| *e),
             ) {
                 (Ok(a), Ok(b)) => a == b,
                 (Err(_), Err(_)) => true,

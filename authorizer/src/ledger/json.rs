@@ -25,7 +25,9 @@ use std::fmt;
 
 use super::event::EventError;
 
-pub(crate) type JsonResult<T> = Result<T, EventError>;
+/// Boxed, so that every `JsonResult` of a field (moved on each read) stays as small as its
+/// value: an `EventError` is 56 bytes.
+pub(crate) type JsonResult<T> = Result<T, Box<EventError>>;
 
 /// A cursor over one JSON payload.
 pub(crate) struct Reader<'a> {
@@ -105,7 +107,7 @@ impl<'a> Reader<'a> {
 
     /// An error at byte `at`, positioned like serde_json's (line and column of that byte, 1-based).
     #[cold]
-    fn error_at(&self, at: usize, message: impl fmt::Display) -> EventError {
+    fn error_at(&self, at: usize, message: impl fmt::Display) -> Box<EventError> {
         let at = at.min(self.bytes.len());
         let before = &self.bytes[..at];
         let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
@@ -113,19 +115,19 @@ impl<'a> Reader<'a> {
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(0, |p| p + 1);
-        EventError::Json {
+        Box::new(EventError::Json {
             message: format!("{message} at line {line} column {}", at - line_start + 1),
-        }
+        })
     }
 
     #[cold]
-    fn error(&self, message: impl fmt::Display) -> EventError {
+    fn error(&self, message: impl fmt::Display) -> Box<EventError> {
         self.error_at(self.at, message)
     }
 
     /// A known field seen twice (serde's derive rejects it).
     #[cold]
-    pub(crate) fn duplicate_field(&self, name: &str) -> EventError {
+    pub(crate) fn duplicate_field(&self, name: &str) -> Box<EventError> {
         self.error(format_args!("duplicate field `{name}`"))
     }
 
@@ -364,7 +366,7 @@ impl<'a> Reader<'a> {
     }
 
     #[cold]
-    fn number_error(&self, start: usize, number: Number<'_>, expected: &str) -> EventError {
+    fn number_error(&self, start: usize, number: Number<'_>, expected: &str) -> Box<EventError> {
         let text = |t: &[u8]| String::from_utf8_lossy(t).into_owned();
         match number {
             Number::Integer {
@@ -475,7 +477,7 @@ impl<'a> Reader<'a> {
 
     /// The type error for the value at the cursor (serde_json's `peek_invalid_type`).
     #[cold]
-    fn invalid_type(&mut self, expected: &str) -> EventError {
+    fn invalid_type(&mut self, expected: &str) -> Box<EventError> {
         let start = self.at;
         let unexpected = match self.bytes.get(self.at) {
             None => return self.error("EOF while parsing a value"),
