@@ -289,7 +289,8 @@ fn logs_way(
             let (home, spent) = std::sync::mpsc::channel::<RecordBatch>();
             let records = &records;
             scope.spawn(move || {
-                let mut pool = ParsePool::start(parse_threads, tx, home).unwrap();
+                let mut pool =
+                    ParsePool::start(parse_threads, tx, home, Default::default()).unwrap();
                 for chunk in records.chunks(CONSUMER_BATCH) {
                     while let Ok(done) = spent.try_recv() {
                         drop(done);

@@ -278,7 +278,7 @@ fn poll_loop<T: From<Inbound> + Send + 'static>(
     let mut batch: Vec<LogRecord> = Vec::with_capacity(batch_max);
     // Batches the ledger thread is done with come back to be freed on this thread.
     let (home, spent) = std::sync::mpsc::channel::<RecordBatch>();
-    let mut pool = match ParsePool::start(options.parse_threads, tx, home) {
+    let mut pool = match ParsePool::start(options.parse_threads, tx, home, stop.clone()) {
         Ok(pool) => pool,
         Err(e) => {
             tracing::error!(error = %e, "kafka consumer: cannot start the parsing threads");

@@ -44,8 +44,23 @@ pub struct ParsePool {
     inputs: Vec<SyncSender<(u64, Job)>>,
     /// The number of the next batch submitted.
     next: u64,
-    stop: Arc<AtomicBool>,
+    /// Set when the pool is dropped: the workers stop waiting.
+    dropped: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
+}
+
+/// When a worker stops waiting (for its turn, or for room in the ledger's queue).
+struct Stop {
+    /// The caller's (the consumer's stop flag).
+    caller: Arc<AtomicBool>,
+    /// The pool's, set when it is dropped.
+    dropped: Arc<AtomicBool>,
+}
+
+impl Stop {
+    fn now(&self) -> bool {
+        self.caller.load(Ordering::Acquire) || self.dropped.load(Ordering::Acquire)
+    }
 }
 
 /// Whose turn it is to send.
@@ -57,12 +72,15 @@ struct Turn {
 impl ParsePool {
     /// Starts `threads` (at least 1) parsing threads that send to `queue`. Spent batches are
     /// sent to `home` (the submitting thread, which allocated their records) to be freed there.
+    /// Once `stop` is set (or the pool dropped) the workers stop waiting and drop what they
+    /// have not delivered.
     pub fn start<T: From<Inbound> + Send + 'static>(
         threads: usize,
         queue: SyncSender<T>,
         home: Sender<RecordBatch>,
+        stop: Arc<AtomicBool>,
     ) -> std::io::Result<ParsePool> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicBool::new(false));
         let turn = Arc::new(Turn {
             next: Mutex::new(0),
             changed: Condvar::new(),
@@ -71,8 +89,11 @@ impl ParsePool {
         let mut workers = Vec::new();
         for i in 0..threads.max(1) {
             let (input, jobs) = mpsc::sync_channel(1);
-            let (queue, home, worker_stop, turn) =
-                (queue.clone(), home.clone(), stop.clone(), turn.clone());
+            let (queue, home, turn) = (queue.clone(), home.clone(), turn.clone());
+            let worker_stop = Stop {
+                caller: stop.clone(),
+                dropped: dropped.clone(),
+            };
             let worker = std::thread::Builder::new()
                 .name(format!("log-parse-{i}"))
                 .spawn(move || work(jobs, &queue, &home, &worker_stop, &turn));
@@ -80,7 +101,7 @@ impl ParsePool {
                 Ok(worker) => workers.push(worker),
                 Err(e) => {
                     // Stop the ones started (their inputs close when `inputs` drops).
-                    stop.store(true, Ordering::Release);
+                    dropped.store(true, Ordering::Release);
                     return Err(e);
                 }
             }
@@ -89,7 +110,7 @@ impl ParsePool {
         Ok(ParsePool {
             inputs,
             next: 0,
-            stop,
+            dropped,
             workers,
         })
     }
@@ -108,7 +129,8 @@ impl ParsePool {
         }
     }
 
-    /// Delivers every job submitted, then returns (waits for the ledger's queue to take them).
+    /// Delivers every job submitted, then returns (waits for the ledger's queue to take them,
+    /// unless `stop` is set).
     pub fn finish(mut self) {
         self.inputs.clear();
         for worker in self.workers.drain(..) {
@@ -121,7 +143,7 @@ impl Drop for ParsePool {
     /// Stops the workers without waiting for room in the ledger's queue: jobs not yet sent are
     /// dropped (the consumer is stopping; what it did not deliver is read again from the log).
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.dropped.store(true, Ordering::Release);
         self.inputs.clear();
         for worker in self.workers.drain(..) {
             let _ = worker.join();
@@ -133,7 +155,7 @@ fn work<T: From<Inbound>>(
     jobs: Receiver<(u64, Job)>,
     queue: &SyncSender<T>,
     home: &Sender<RecordBatch>,
-    stop: &AtomicBool,
+    stop: &Stop,
     turn: &Turn,
 ) {
     for (number, job) in jobs {
@@ -146,7 +168,7 @@ fn work<T: From<Inbound>>(
         {
             let mut next = turn.next.lock().unwrap_or_else(|e| e.into_inner());
             while *next != number {
-                if stop.load(Ordering::Acquire) {
+                if stop.now() {
                     return;
                 }
                 next = turn
@@ -163,7 +185,7 @@ fn work<T: From<Inbound>>(
                 Err(TrySendError::Full(back)) => item = back,
                 Err(TrySendError::Disconnected(_)) => return,
             }
-            if stop.load(Ordering::Acquire) {
+            if stop.now() {
                 return;
             }
             std::thread::sleep(RETRY);
@@ -208,7 +230,7 @@ mod tests {
     fn batches_arrive_in_submission_order() {
         let (queue, ledger) = mpsc::sync_channel::<Inbound>(1);
         let (home, spent) = mpsc::channel();
-        let mut pool = ParsePool::start(3, queue, home).unwrap();
+        let mut pool = ParsePool::start(3, queue, home, Arc::default()).unwrap();
         let consumer = std::thread::spawn(move || {
             let mut first = 0i64;
             for n in (1..60).map(|k| (k * 7) % 13 + 1) {
@@ -261,7 +283,7 @@ mod tests {
     fn dropping_the_pool_stops_workers_blocked_on_a_full_queue() {
         let (queue, ledger) = mpsc::sync_channel::<Inbound>(1);
         let (home, _spent) = mpsc::channel();
-        let mut pool = ParsePool::start(2, queue, home).unwrap();
+        let mut pool = ParsePool::start(2, queue, home, Arc::default()).unwrap();
         let mut submitted = 0;
         for first in 0..4 {
             if pool.try_submit(Job::Records(records(first, 1))).is_ok() {
@@ -271,6 +293,24 @@ mod tests {
         assert!(submitted >= 2);
         drop(pool);
         // The queue held one batch, the first.
+        assert_eq!(offsets(&ledger.recv().unwrap()), [0]);
+    }
+
+    /// `finish` returns once the caller's stop flag is set, though the ledger takes nothing.
+    #[test]
+    fn finish_returns_on_the_callers_stop() {
+        let (queue, ledger) = mpsc::sync_channel::<Inbound>(1);
+        let (home, _spent) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut pool = ParsePool::start(2, queue, home, stop.clone()).unwrap();
+        for first in 0..2 {
+            pool.try_submit(Job::Records(records(first, 1))).unwrap();
+        }
+        let finishing = std::thread::spawn(move || pool.finish());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!finishing.is_finished(), "batch 1 waits for room");
+        stop.store(true, Ordering::Release);
+        finishing.join().unwrap();
         assert_eq!(offsets(&ledger.recv().unwrap()), [0]);
     }
 }
