@@ -192,18 +192,40 @@ impl AccountHolds {
 
 /// The hold lists of the accounts that have holds, out of line so that an [`Account`] fits a
 /// cache line (most accounts hold nothing at a time). Slot 0 is unused (a list id is non-zero);
-/// emptied lists are reused, with their memory.
+/// emptied slots are reused.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HoldLists {
-    lists: Vec<Vec<HoldId>>,
+    lists: Vec<HoldList>,
     free: Vec<NonZeroU32>,
+}
+
+/// One account's hold ids. Most accounts hold one at a time: that one is kept in the slot
+/// itself, without an allocation (24 bytes either way).
+#[derive(Clone, Debug, Default)]
+enum HoldList {
+    #[default]
+    Empty,
+    One(HoldId),
+    Many(Vec<HoldId>),
+}
+
+const _: () = assert!(std::mem::size_of::<HoldList>() == 24);
+
+impl HoldList {
+    fn ids(&self) -> &[HoldId] {
+        match self {
+            HoldList::Empty => &[],
+            HoldList::One(id) => std::slice::from_ref(id),
+            HoldList::Many(ids) => ids,
+        }
+    }
 }
 
 impl HoldLists {
     /// The hold ids of an account (unordered).
     pub(crate) fn of(&self, holds: &AccountHolds) -> &[HoldId] {
         match holds.list() {
-            Some(list) => &self.lists[list.get() as usize],
+            Some(list) => self.lists[list.get() as usize].ids(),
             None => &[],
         }
     }
@@ -216,45 +238,57 @@ impl HoldLists {
         }
     }
 
-    /// Adds a hold to an account's list. Most accounts hold one or two at a time: a new list
-    /// has room for exactly one (16 bytes) instead of `Vec`'s default four.
+    /// Adds a hold to an account's list.
     fn link(&mut self, holds: &mut AccountHolds, hold_id: HoldId) {
         let list = match holds.list() {
             Some(list) => list,
             None => {
                 let list = self.free.pop().unwrap_or_else(|| {
                     if self.lists.is_empty() {
-                        self.lists.push(Vec::new());
+                        self.lists.push(HoldList::Empty);
                     }
                     let list = u32::try_from(self.lists.len())
                         .ok()
                         .and_then(NonZeroU32::new)
                         .expect("fewer hold lists than holds");
-                    self.lists.push(Vec::new());
+                    self.lists.push(HoldList::Empty);
                     list
                 });
                 holds.set_list(Some(list));
                 list
             }
         };
-        let ids = &mut self.lists[list.get() as usize];
-        if ids.capacity() == 0 {
-            ids.reserve_exact(1);
-        }
-        ids.push(hold_id);
-        holds.count = ids.len().min(usize::from(u8::MAX)) as u8;
+        let slot = &mut self.lists[list.get() as usize];
+        *slot = match std::mem::take(slot) {
+            HoldList::Empty => HoldList::One(hold_id),
+            HoldList::One(first) => HoldList::Many(vec![first, hold_id]),
+            HoldList::Many(mut ids) => {
+                ids.push(hold_id);
+                HoldList::Many(ids)
+            }
+        };
+        holds.count = slot.ids().len().min(usize::from(u8::MAX)) as u8;
     }
 
     fn unlink(&mut self, holds: &mut AccountHolds, hold_id: HoldId) {
         let Some(list) = holds.list() else {
             return;
         };
-        let ids = &mut self.lists[list.get() as usize];
-        if let Some(position) = ids.iter().position(|h| *h == hold_id) {
-            ids.swap_remove(position);
+        let slot = &mut self.lists[list.get() as usize];
+        match slot {
+            HoldList::One(id) if *id == hold_id => *slot = HoldList::Empty,
+            HoldList::Many(ids) => {
+                if let Some(position) = ids.iter().position(|h| *h == hold_id) {
+                    ids.swap_remove(position);
+                }
+                if ids.is_empty() {
+                    *slot = HoldList::Empty;
+                }
+            }
+            _ => {}
         }
-        holds.count = ids.len().min(usize::from(u8::MAX)) as u8;
-        if ids.is_empty() {
+        holds.count = slot.ids().len().min(usize::from(u8::MAX)) as u8;
+        if matches!(slot, HoldList::Empty) {
             holds.set_list(None);
             self.free.push(list);
         }
