@@ -5,17 +5,17 @@
 //!
 //! Run: `cargo bench -p authorizer --bench ledger_bench` (`-- apply_json`: only the throughput).
 
-#[path = "ledger_support/mod.rs"]
+#[path = "../ledger/benches/ledger_support/mod.rs"]
 mod support;
 
 use std::time::Instant;
 
-use authorizer::ledger::{LedgerConfig, Source, State};
+use ledger::{LedgerConfig, Source, State};
 use std::sync::mpsc::TrySendError;
 
-use authorizer::log::{
-    Applier, DeadLetters, Inbound, Job, LogMetrics, LogRecord, Offsets, ParsePool, RecordBatch,
-    TopicPartition, TopicRole,
+use authorizer::kafka::{
+    Applier, Consumed, DeadLetters, Job, LogMetrics, LogRecord, Offsets, ParsePool, RecordBatch,
+    TopicPartition,
 };
 
 #[global_allocator]
@@ -60,9 +60,9 @@ fn memory() {
     let (before_window, _) = support::live();
     for i in 0..(1u64 << 20) {
         let mut event = support::account_event(i % 16, i as i64);
-        if let authorizer::ledger::Event::AccountUpserted(e) = &mut event {
+        if let ledger::Event::AccountUpserted(e) = &mut event {
             e.event_id = format!("w-{i}").into();
-            e.version = authorizer::ledger::Version(i);
+            e.version = ledger::Version(i);
         }
         window.apply(&event).unwrap();
     }
@@ -90,14 +90,14 @@ fn apply_json(events_total: u64) {
         let account = i % ACCOUNTS;
         let (source, json) = match i % 10 {
             0..=4 => {
-                let authorizer::ledger::Event::Authorization(e) = support::hold_event(i, account) else { unreachable!() };
+                let ledger::Event::Authorization(e) = support::hold_event(i, account) else { unreachable!() };
                 (Source::Authorizations, e.to_json())
             }
             5 | 6 => {
-                let authorizer::ledger::Event::Authorization(mut e) = support::hold_event(i - 5, (i - 5) % ACCOUNTS) else { unreachable!() };
-                e.kind = authorizer::ledger::AuthorizationKind::HoldReleased;
+                let ledger::Event::Authorization(mut e) = support::hold_event(i - 5, (i - 5) % ACCOUNTS) else { unreachable!() };
+                e.kind = ledger::AuthorizationKind::HoldReleased;
                 e.event_id = format!("r-{i}").into();
-                e.remaining_minor = Some(authorizer::ledger::AmountMinor::ZERO);
+                e.remaining_minor = Some(ledger::AmountMinor::ZERO);
                 e.expires_at = None;
                 (Source::Authorizations, e.to_json())
             }
@@ -124,7 +124,7 @@ fn apply_json(events_total: u64) {
     let started = Instant::now();
     let mut parsed = 0u64;
     for (source, payload) in &payloads {
-        parsed += u64::from(authorizer::ledger::Event::parse(*source, payload).is_ok());
+        parsed += u64::from(ledger::Event::parse(*source, payload).is_ok());
     }
     let elapsed = started.elapsed();
     println!(
@@ -135,9 +135,9 @@ fn apply_json(events_total: u64) {
     // The apply alone, on a copy of the state, from events parsed beforehand.
     let mut copy = State::new(LedgerConfig::default());
     support::build(&mut copy, ACCOUNTS, 1_000_000);
-    let events: Vec<authorizer::ledger::Event<'_>> = payloads
+    let events: Vec<ledger::Event<'_>> = payloads
         .iter()
-        .map(|(source, payload)| authorizer::ledger::Event::parse(*source, payload).unwrap())
+        .map(|(source, payload)| ledger::Event::parse(*source, payload).unwrap())
         .collect();
     let started = Instant::now();
     for event in &events {
@@ -157,7 +157,7 @@ fn apply_json(events_total: u64) {
     let started = Instant::now();
     let mut changed = 0u64;
     for (source, payload) in &payloads {
-        if state.apply_json(*source, payload).unwrap() == authorizer::ledger::Applied::Changed {
+        if state.apply_json(*source, payload).unwrap() == ledger::Applied::Changed {
             changed += 1;
         }
     }
@@ -174,13 +174,15 @@ fn apply_json(events_total: u64) {
     // what its events will read, apply them in order.
     let mut batched = State::new(LedgerConfig::default());
     support::build(&mut batched, ACCOUNTS, 1_000_000);
-    let mut parsed: Vec<authorizer::ledger::Event<'_>> = Vec::with_capacity(BATCH);
+    let mut parsed: Vec<ledger::Event<'_>> = Vec::with_capacity(BATCH);
     let times = support::timed(|| {
         for batch in payloads.chunks(BATCH) {
             parsed.clear();
-            parsed.extend(batch.iter().map(|(source, payload)| {
-                authorizer::ledger::Event::parse(*source, payload).unwrap()
-            }));
+            parsed.extend(
+                batch
+                    .iter()
+                    .map(|(source, payload)| ledger::Event::parse(*source, payload).unwrap()),
+            );
             batched.prefetch_events(parsed.iter());
             for event in &parsed {
                 batched.apply(event).unwrap();
@@ -236,17 +238,13 @@ fn main() {
 
 /// Applies `payloads` as the daemon does (see `apply_json`) with `parse_threads` parsing
 /// threads, and prints the figures; checks the state reached is `expected`.
-fn logs_way(
-    payloads: &[(Source, Vec<u8>)],
-    parse_threads: usize,
-    expected: authorizer::ledger::StateHash,
-) {
+fn logs_way(payloads: &[(Source, Vec<u8>)], parse_threads: usize, expected: ledger::StateHash) {
     let events_total = payloads.len() as u64;
     let mut piped = State::new(LedgerConfig::default());
     support::build(&mut piped, ACCOUNTS, 1_000_000);
     let topics = vec![
-        (TopicRole::AccountUpdates, "account-updates".to_owned()),
-        (TopicRole::Authorizations, "authorizations".to_owned()),
+        (Source::AccountUpdates, "account-updates".to_owned()),
+        (Source::Authorizations, "authorizations".to_owned()),
     ];
     let starts: Offsets = [
         (TopicPartition::new("account-updates", 0), 0),
@@ -254,16 +252,13 @@ fn logs_way(
     ]
     .into();
     let mut next_offsets = [0i64; 2];
-    let records: Vec<(TopicRole, i64, &[u8])> = payloads
+    let records: Vec<(Source, i64, &[u8])> = payloads
         .iter()
         .map(|(source, payload)| {
-            let role = match source {
-                Source::AccountUpdates => TopicRole::AccountUpdates,
-                Source::Authorizations => TopicRole::Authorizations,
-            };
-            let offset = &mut next_offsets[role as usize];
+            let source = *source;
+            let offset = &mut next_offsets[source as usize];
             *offset += 1;
-            (role, *offset - 1, payload.as_slice())
+            (source, *offset - 1, payload.as_slice())
         })
         .collect();
     let highs: Offsets = [
@@ -284,7 +279,7 @@ fn logs_way(
     let mut ledger_cpu_s = 0.0;
     let times = support::timed(|| {
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Inbound>(64);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Consumed>(64);
             // Spent batches go back to be freed where they were allocated (as the consumer's).
             let (home, spent) = std::sync::mpsc::channel::<RecordBatch>();
             let records = &records;
@@ -297,8 +292,8 @@ fn logs_way(
                     }
                     let batch: Vec<LogRecord> = chunk
                         .iter()
-                        .map(|(role, offset, payload)| LogRecord {
-                            role: *role,
+                        .map(|(source, offset, payload)| LogRecord {
+                            source: *source,
                             partition: 0,
                             offset: *offset,
                             key: None,
@@ -321,7 +316,7 @@ fn logs_way(
             let ledger = scope.spawn(move || {
                 support::timed(|| {
                     for inbound in rx {
-                        let Inbound::Records(batch) = inbound else {
+                        let Consumed::Records(batch) = inbound else {
                             panic!("no failure here");
                         };
                         applier.apply_batch(piped, &batch);

@@ -1,16 +1,12 @@
-//! The card authorizer.
+//! The card authorizer: the daemon and its edges.
 //!
-//! Pure, deterministic core (no I/O, no clock; time is an argument):
-//! * [`ledger`]: accounts, cards, holds, events and `apply`, the state hash.
-//! * [`decide`]: the decision rules for authorizations, advices and reversals.
-//! * [`snapshot`]: the snapshot file format.
-//!
-//! Edges (I/O, tested against real services):
-//! * [`log`]: Kafka in and out, dead letters, the local spool.
+//! The pure, deterministic core (state, events, `apply`, the state hash, the decision rules and
+//! the snapshot format) is the [`ledger`] crate, which does no I/O and reads no clock. This crate
+//! holds what touches the world, each edge tested against the real service:
+//! * [`kafka`]: Kafka in and out, dead letters, the local spool.
 //! * [`link`]: the network link; today the mapping between ISO 8583 messages and decisions.
+//!
+//! Must never: decide money outside [`ledger`] (this crate moves bytes and events to and from it).
 
-pub mod decide;
-pub mod ledger;
+pub mod kafka;
 pub mod link;
-pub mod log;
-pub mod snapshot;

@@ -17,13 +17,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authorizer::ledger::{LedgerConfig, State};
-use authorizer::log::{
+use authorizer::kafka::{
     self, KafkaConfig, LogMetrics, Offsets, Outbound, Publisher, PublisherConfig, ReplayOptions,
     StartOffsets, TopicPartition,
 };
-use authorizer::snapshot;
 use clap::{Args, Parser, Subcommand};
+use ledger::snapshot;
+use ledger::{LedgerConfig, State};
 
 #[derive(Parser)]
 #[command(
@@ -191,7 +191,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
                 header.state_hash,
                 header.created_at_ms
             );
-            opts.start = StartOffsets::At(log::offsets_from_snapshot(&resume));
+            opts.start = StartOffsets::At(kafka::offsets_from_snapshot(&resume));
             state
         }
         (None, None, true) => State::new(config),
@@ -203,7 +203,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
         }
     };
     let metrics = Arc::new(LogMetrics::default());
-    let report = log::replay(&kafka, &opts, state, metrics).map_err(|e| e.to_string())?;
+    let report = kafka::replay(&kafka, &opts, state, metrics).map_err(|e| e.to_string())?;
     let p = report.progress;
     let mut out = std::io::stdout().lock();
     let counts = report.state.counts();
@@ -299,12 +299,12 @@ fn publish(args: PublishArgs) -> Result<ExitCode, String> {
             let elapsed_us = started.elapsed().as_micros();
             let mut out = std::io::stdout().lock();
             let _ = match delivery {
-                log::Delivery::Acked { partition, offset } => writeln!(
+                kafka::Delivery::Acked { partition, offset } => writeln!(
                     out,
                     "acked event_id={} partition={partition} offset={offset} elapsed_us={elapsed_us}",
                     event.event_id
                 ),
-                log::Delivery::Spooled { seq } => writeln!(
+                kafka::Delivery::Spooled { seq } => writeln!(
                     out,
                     "spooled event_id={} seq={seq} elapsed_us={elapsed_us}",
                     event.event_id

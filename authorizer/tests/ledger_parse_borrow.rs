@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use authorizer::ledger::{Event, EventError, Source};
+use ledger::{Event, EventError, Source};
 
 const CARD: &str = r#"{"schema":1,"type":"card.upserted","event_id":"0b0c0d0e-1111-4222-8333-000000000001","at":"2026-11-22T10:15:00Z","account_id":"acc-1","card_id":"card-1","version":2,"pan_hash":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff","pan_last4":"0010","expiry":"2811","psn":"01","status":"active","key_set":"mc-cvn17-1","unknown_field":{"nested":[1,2,"x"]}}"#;
 

@@ -4,8 +4,8 @@
 //! serialize and parse back to itself.
 #![no_main]
 
-use authorizer::ledger::event::reference;
-use authorizer::ledger::{Event, EventError, Source};
+use ledger::event::reference;
+use ledger::{Event, EventError, Source};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! The bank's cloud services: `account.upserted` and `card.upserted` events exactly as
 //! `kafka-contract.md` writes them (key = account id, value = JSON).
 
-use authorizer::ledger::{PanHash, PanKey};
+use ledger::{PanHash, PanKey};
 
 /// RFC 3339 UTC text of a Unix time.
 pub fn rfc3339(unix_s: i64) -> String {

@@ -16,7 +16,7 @@ use iso8583::{Dialect, Message, MessageBuilder, Mti, tlv};
 use crate::card::{SoftCard, Terminal};
 use crate::cloud::{AccountEvent, CardEvent};
 use crate::rng::Rng;
-use authorizer::ledger::PanKey;
+use ledger::PanKey;
 
 /// (year, month, day, hour, minute, second) in UTC of a Unix time (days-from-civil inverse,
 /// proleptic Gregorian).

@@ -8,10 +8,10 @@
 use bytes::Bytes;
 use iso8583::{Dialect, EncodeError, Message, MessageBuilder, Mti, response_to, tlv};
 
-use crate::decide::{Decision, MessageClass, OriginalData, ReplacementAmounts, Request};
-use crate::ledger::{
+use ledger::decide::{Decision, MessageClass, OriginalRequest, RemainingAmounts, Request};
+use ledger::{
     AmountMinor, CardExpiry, Currency, InstitutionId, PanHash, PanKey, ResponseCode, Stan,
-    TransmissionDateTime,
+    TransmissionStamp,
 };
 
 /// The first field of a request whose content is wrong (DE 44 of the format-error answer).
@@ -26,7 +26,7 @@ impl std::fmt::Display for FieldInError {
 
 /// What a request MTI asks of the authorizer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inbound {
+pub enum RequestKind {
     /// Decided by the ledger: authorization, advice or reversal.
     Decide(MessageClass),
     /// 0800: network management, answered by the session.
@@ -35,12 +35,12 @@ pub enum Inbound {
 
 /// Classifies a request MTI; `None` for anything the authorizer does not answer (responses,
 /// other classes), which the link logs and counts.
-pub fn classify(mti: Mti) -> Option<Inbound> {
+pub fn classify(mti: Mti) -> Option<RequestKind> {
     Some(match mti.as_u16() {
-        100 | 101 => Inbound::Decide(MessageClass::Authorization),
-        120 | 121 => Inbound::Decide(MessageClass::Advice),
-        400 | 401 | 420 | 421 => Inbound::Decide(MessageClass::Reversal),
-        800 => Inbound::NetworkManagement,
+        100 | 101 => RequestKind::Decide(MessageClass::Authorization),
+        120 | 121 => RequestKind::Decide(MessageClass::Advice),
+        400 | 401 | 420 | 421 => RequestKind::Decide(MessageClass::Reversal),
+        800 => RequestKind::NetworkManagement,
         _ => return None,
     })
 }
@@ -109,7 +109,7 @@ pub fn request_from_message<'m>(
     let transmission = message
         .numeric(7)
         .filter(|_| matches!(message.transmission_datetime(), Ok(Some(_))))
-        .map(TransmissionDateTime)
+        .map(TransmissionStamp)
         .ok_or(FieldInError(7))?;
     let stan = message.stan().map(Stan).ok_or(FieldInError(11))?;
     let acquirer = institution(message, 32)?;
@@ -150,10 +150,10 @@ pub fn request_from_message<'m>(
                 .ok()
                 .flatten()
                 .ok_or(FieldInError(90))?;
-            let original = OriginalData {
+            let original = OriginalRequest {
                 mti: *o.mti.as_bytes(),
                 stan: Stan(o.stan),
-                transmission: TransmissionDateTime(
+                transmission: TransmissionStamp(
                     message
                         .field(90)
                         .map(|d| digits(&d[10..20]))
@@ -165,7 +165,7 @@ pub fn request_from_message<'m>(
             let replacement = match message.replacement_amounts() {
                 Err(_) => return Err(FieldInError(95)),
                 Ok(None) => None,
-                Ok(Some(r)) => Some(ReplacementAmounts {
+                Ok(Some(r)) => Some(RemainingAmounts {
                     transaction: minor(r.transaction_minor, 95)?,
                     settlement: minor(r.settlement_minor, 95)?,
                     billing: minor(r.billing_minor, 95)?,
@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(classify(Mti::from_u16(110).unwrap()), None);
         assert_eq!(
             classify(Mti::from_u16(421).unwrap()),
-            Some(Inbound::Decide(MessageClass::Reversal))
+            Some(RequestKind::Decide(MessageClass::Reversal))
         );
     }
 

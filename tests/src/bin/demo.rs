@@ -18,15 +18,13 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use authorizer::decide::{Cryptogram, DecideConfig, Facts, decide};
-use authorizer::ledger::{AuthorizationEvent, LedgerConfig, PanKey, Source, State, UnixSeconds};
-use authorizer::link::translate::{
-    Inbound, MaskedPan, answer, classify, echo_fields, format_error_answer, icc_tags,
-    request_from_message, response_mti,
-};
-use authorizer::log::{
+use authorizer::kafka::{
     Delivery, Follower, KafkaConfig, LogMetrics, Outbound, Publisher, PublisherConfig,
     ReplayOptions, ensure_topic, replay, watermarks,
+};
+use authorizer::link::translate::{
+    MaskedPan, RequestKind, answer, classify, echo_fields, format_error_answer, icc_tags,
+    request_from_message, response_mti,
 };
 use bytes::Bytes;
 use clap::Parser;
@@ -34,6 +32,8 @@ use hdrhistogram::Histogram;
 use hsm::pkcs11::Pkcs11Verifier;
 use hsm::{ArqcOutcome, AuthorisationResponse, CardData, CryptogramVerifier, EmvData, KeySetId};
 use iso8583::{Dialect, Message, response_to};
+use ledger::decide::{Cryptogram, DecideConfig, Facts, decide};
+use ledger::{AuthorizationEvent, LedgerConfig, PanKey, Source, State, UnixSeconds};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use systests::netsim::{Population, Sent, Traffic};
@@ -116,8 +116,8 @@ impl Authorizer {
             Err(e) => panic!("the simulator sent an undecodable frame: {e}"),
         };
         let class = match classify(message.mti()) {
-            Some(Inbound::Decide(class)) => class,
-            Some(Inbound::NetworkManagement) => {
+            Some(RequestKind::Decide(class)) => class,
+            Some(RequestKind::NetworkManagement) => {
                 let mut b = response_to(
                     &message,
                     response_mti(message.mti()),
@@ -207,7 +207,7 @@ struct Log {
     publisher: Publisher,
     replica_b: Follower<State>,
     metrics_b: Arc<LogMetrics>,
-    _dead_letters: tokio::sync::mpsc::Receiver<authorizer::log::DeadLetter>,
+    _dead_letters: tokio::sync::mpsc::Receiver<authorizer::kafka::DeadLetter>,
     _spool_dir: tempfile::TempDir,
 }
 
