@@ -11,6 +11,8 @@
 //! Output is `key=value` lines on stdout, meant for people and scripts alike; errors go to stderr
 //! with a non-zero exit code. Never prints an event's content.
 
+#![forbid(unsafe_code)]
+
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,6 +12,8 @@
 //!
 //! Must never: be linked into the daemon; use a key that is not an obviously public test key.
 
+#![forbid(unsafe_code)]
+
 pub mod card;
 pub mod cloud;
 pub mod netsim;

@@ -26,6 +26,7 @@
 //! Topics, headers, the spool format and operations are described in `docs/kafka.md`.
 
 pub mod apply;
+#[allow(unsafe_code)]
 pub mod batch;
 pub mod consumer;
 pub mod dlq;

@@ -41,7 +41,7 @@ pub const SPOOL_MAGIC: &[u8; 8] = b"AUTHSPL1";
 /// File name inside the spool directory.
 pub const SPOOL_FILE: &str = "authorizer.spool";
 /// Largest record body accepted (a guard against reading a corrupt length as an allocation size).
-pub const MAX_RECORD_BYTES: usize = 1 << 20;
+pub const RECORD_BYTES_MAX: usize = 1 << 20;
 
 const KIND_EVENT: u8 = 1;
 const KIND_ACK: u8 = 2;
@@ -96,7 +96,7 @@ pub enum SpoolError {
         bytes: u64,
         limit_bytes: u64,
     },
-    #[error("spool record too large: {bytes} bytes, limit {MAX_RECORD_BYTES}")]
+    #[error("spool record too large: {bytes} bytes, limit {RECORD_BYTES_MAX}")]
     RecordTooLarge { bytes: usize },
     #[error("spool thread stopped (an earlier I/O error stopped it; see the log)")]
     Stopped,
@@ -183,7 +183,7 @@ impl Spool {
             payload: payload.to_vec(),
         };
         let body_len = record.body_len();
-        if body_len > MAX_RECORD_BYTES || topic.len() > u16::MAX as usize {
+        if body_len > RECORD_BYTES_MAX || topic.len() > u16::MAX as usize {
             return Err(SpoolError::RecordTooLarge { bytes: body_len });
         }
         let after = self.file_bytes + 8 + body_len as u64;
@@ -340,7 +340,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Parsed, SpoolError> {
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        if len > MAX_RECORD_BYTES {
+        if len > RECORD_BYTES_MAX {
             return Err(corrupt(start, "record length over the limit"));
         }
         let Some(body) = bytes.get(at + 8..at + 8 + len) else {

@@ -12,6 +12,8 @@
 //! Not yet here: the TCP link to the network's interface device (the requests travel in memory)
 //! and the daemon's own process; their issues come next.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
