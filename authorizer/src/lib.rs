@@ -8,9 +8,7 @@
 //!
 //! Must never: decide money outside [`ledger`] (this crate moves bytes and events to and from it).
 
-// The one `unsafe` block of this crate is in `kafka::batch` (the events borrow their payloads),
-// with its SAFETY argument; every other module is denied it.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod kafka;
 pub mod link;

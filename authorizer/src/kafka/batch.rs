@@ -10,22 +10,33 @@
 //! when it is dropped, and is freed there: freeing a thousand payloads on the ledger thread that
 //! another thread allocated cost the ledger thread about a third of its time (glibc's arenas).
 //!
-//! Never: let a payload change or go while an event borrows it (the records are reachable only
-//! through `&self`, and [`RecordBatch::into_records`] drops the events first).
+//! Never: let a payload change or go while an event borrows it (`self_cell` owns both, gives out
+//! the records only as `&`, and drops the events first; no `unsafe` in this module).
 
 use std::sync::mpsc::Sender;
 
 use ledger::{Event, EventError};
+use self_cell::self_cell;
 
 use super::consumer::LogRecord;
 
+/// `events[i]` is what `records[i]`'s payload parsed to (`None`: no payload).
+type Events<'a> = Vec<Option<Result<Event<'a>, EventError>>>;
+
+self_cell!(
+    /// The records (the owner) and the events that borrow their payloads (the dependent):
+    /// `self_cell` keeps the payloads in place and drops the events first, without `unsafe` here.
+    struct Parsed {
+        owner: Vec<LogRecord>,
+        #[covariant]
+        dependent: Events,
+    }
+);
+
 /// Log records and the event parsed from each one's payload.
 pub struct RecordBatch {
-    /// `events[i]` is what `records[i]`'s payload parsed to (`None`: no payload). The `'static`
-    /// is a lie told to the type system: the events borrow the payloads' heap buffers. This field
-    /// is declared first so that it is dropped before `records`.
-    events: Vec<Option<Result<Event<'static>, EventError>>>,
-    records: Vec<LogRecord>,
+    /// Always `Some` but while being dropped (taken to be sent home).
+    parsed: Option<Parsed>,
     /// Where the batch goes when dropped (the thread that allocated it), if anywhere.
     home: Option<Sender<RecordBatch>>,
 }
@@ -42,51 +53,52 @@ impl RecordBatch {
         records: Vec<LogRecord>,
         home: Option<Sender<RecordBatch>>,
     ) -> RecordBatch {
-        let events = records
-            .iter()
-            .map(|record| {
-                let payload = record.payload.as_deref()?;
-                // SAFETY: the slice points into the heap buffer of `record.payload`, a `Vec<u8>`
-                // owned by `records`, which this batch owns and never mutates: moving the batch
-                // (or the outer `Vec`) does not move that buffer. The event is dropped before the
-                // buffer (field order; `into_records`), and is handed out only with the lifetime
-                // of a borrow of the batch (`iter`).
-                let payload: &'static [u8] =
-                    unsafe { std::slice::from_raw_parts(payload.as_ptr(), payload.len()) };
-                Some(Event::parse(record.source, payload))
-            })
-            .collect();
+        let parsed = Parsed::new(records, |records| {
+            records
+                .iter()
+                .map(|record| {
+                    let payload = record.payload.as_deref()?;
+                    Some(Event::parse(record.source, payload))
+                })
+                .collect()
+        });
         RecordBatch {
-            events,
-            records,
+            parsed: Some(parsed),
             home,
         }
     }
 
+    fn parsed(&self) -> &Parsed {
+        self.parsed.as_ref().expect("a live batch has its records")
+    }
+
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.records().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.records().is_empty()
     }
 
     pub fn records(&self) -> &[LogRecord] {
-        &self.records
+        self.parsed().borrow_owner()
     }
 
     /// Each record with its parsed event (`None`: no payload).
     pub fn iter(
         &self,
     ) -> impl ExactSizeIterator<Item = (&LogRecord, Option<&Result<Event<'_>, EventError>>)> {
-        self.records
+        let parsed = self.parsed();
+        parsed
+            .borrow_owner()
             .iter()
-            .zip(self.events.iter().map(|event| event.as_ref().map(shorten)))
+            .zip(parsed.borrow_dependent().iter().map(Option::as_ref))
     }
 
     /// The events that parsed, in order.
     pub fn events(&self) -> impl Iterator<Item = &Event<'_>> + Clone {
-        self.events
+        self.parsed()
+            .borrow_dependent()
             .iter()
             .filter_map(|event| event.as_ref().and_then(|e| e.as_ref().ok()))
     }
@@ -94,35 +106,34 @@ impl RecordBatch {
     /// The records back, once no event borrows them.
     pub fn into_records(mut self) -> Vec<LogRecord> {
         self.home = None;
-        self.events.clear();
-        std::mem::take(&mut self.records)
+        self.parsed
+            .take()
+            .map(Parsed::into_owner)
+            .unwrap_or_default()
     }
 }
 
 impl Drop for RecordBatch {
     fn drop(&mut self) {
         if let Some(home) = self.home.take() {
-            // The same buffers, moved (the events still point into the payloads' heap buffers,
-            // which do not move); if `home` is gone the batch comes back and is freed here.
+            // The same buffers, moved (the cell's heap block does not move); if `home` is gone
+            // the batch comes back and is freed here.
             let _ = home.send(RecordBatch {
-                events: std::mem::take(&mut self.events),
-                records: std::mem::take(&mut self.records),
+                parsed: self.parsed.take(),
                 home: None,
             });
         }
     }
 }
 
-/// The borrow of a payload, with the lifetime of the batch's borrow (covariance).
-fn shorten<'a>(event: &'a Result<Event<'static>, EventError>) -> &'a Result<Event<'a>, EventError> {
-    event
-}
-
 impl std::fmt::Debug for RecordBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the payloads (see the module rules of `kafka`).
         f.debug_struct("RecordBatch")
-            .field("records", &self.records.len())
+            .field(
+                "records",
+                &self.parsed.as_ref().map_or(0, |p| p.borrow_owner().len()),
+            )
             .finish()
     }
 }

@@ -26,7 +26,6 @@
 //! Topics, headers, the spool format and operations are described in `docs/kafka.md`.
 
 pub mod apply;
-#[allow(unsafe_code)]
 pub mod batch;
 pub mod consumer;
 pub mod dlq;
