@@ -213,7 +213,7 @@ mod tests {
     use super::*;
     use hsm::testing::{PUBLISHED_PAN, PUBLISHED_VECTORS, TEST_IMK};
 
-    /// The published vectors of `emv-cryptograms-pkcs11.md`: the software card must compute
+    /// The published vectors of `docs/cryptograms.md`: the software card must compute
     /// the same ARQC and accept the same ARPC as the HSM does, or the demo proves nothing.
     #[test]
     fn the_software_card_agrees_with_every_published_vector() {

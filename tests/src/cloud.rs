@@ -1,5 +1,5 @@
 //! The bank's cloud services: `account.upserted` and `card.upserted` events exactly as
-//! `kafka-contract.md` writes them (key = account id, value = JSON).
+//! `docs/kafka-contract.md` writes them (key = account id, value = JSON).
 
 use ledger::{PanHash, PanKey};
 

@@ -5,7 +5,7 @@
 //!   personalisation does), which computes ARQCs and checks the issuer's ARPC. Test-only: the
 //!   issuer side never computes cryptograms outside the HSM.
 //! * [`cloud`]: the bank's cloud services, which publish `account.upserted` and `card.upserted`
-//!   exactly as `kafka-contract.md` says.
+//!   exactly as `docs/kafka-contract.md` says.
 //! * [`netsim`]: the card network's interface device: a population of cards and a seeded
 //!   generator of realistic traffic (chip, contactless, magstripe, e-commerce, repeats, advices,
 //!   full and partial reversals, network management, and a share of bad requests).

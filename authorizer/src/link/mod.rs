@@ -3,7 +3,7 @@
 //! Today this holds [`translate`], the sans-I/O mapping between a parsed ISO 8583 [`Message`]
 //! and the ledger's [`Request`](ledger::decide::Request) / [`Decision`](ledger::decide::Decision):
 //! which fields a request must carry, how they become typed values, which fields the answer
-//! echoes and which it sets (`network-dialects.md`, "Messages the authorizer answers").
+//! echoes and which it sets (`docs/network.md`, "Messages the authorizer answers").
 //! The TCP connection, the session (sign-on, echo, sign-off) and the dispatcher come next, and
 //! move bytes only: every rule about content lives here.
 //!

@@ -52,7 +52,7 @@ pub fn response_mti(request: Mti) -> Mti {
     Mti::from_u16(v - v % 10 + 10).expect("a request MTI plus 10 stays within 4 digits")
 }
 
-/// The fields an answer copies from its request (`network-dialects.md`).
+/// The fields an answer copies from its request (`docs/network.md`).
 pub fn echo_fields(request: Mti) -> &'static [usize] {
     match request.as_u16() / 100 {
         1 => &[2, 3, 4, 5, 6, 7, 11, 32, 33, 37, 41, 42, 49, 50, 51, 63],
