@@ -1,7 +1,7 @@
 //! Decision benchmark (a bench binary printing figures): decisions per second on one thread with
 //! 1,000,000 accounts and cards.
 //!
-//! Run: `cargo bench -p authorizer --bench decide_bench` (`DECIDE_BENCH_REPEAT=K` runs the
+//! Run: `cargo bench -p ledger --bench decide_bench` (`DECIDE_BENCH_REPEAT=K` runs the
 //! prefetched decide-only pass K times, for profiling it).
 
 #[path = "ledger_support/mod.rs"]

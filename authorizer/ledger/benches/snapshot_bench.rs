@@ -1,7 +1,7 @@
 //! Snapshot benchmark (a bench binary printing figures): write and read time and file size for
 //! 10,000,000 accounts and 10,000,000 cards (and 1,000,000 holds).
 //!
-//! Run: `cargo bench -p authorizer --bench snapshot_bench` (needs ~6 GiB of RAM and ~1 GiB in
+//! Run: `cargo bench -p ledger --bench snapshot_bench` (needs ~6 GiB of RAM and ~1 GiB in
 //! the temp directory; `SNAPSHOT_BENCH_N` changes the size).
 //!
 //! For profiling the read alone: `SNAPSHOT_BENCH_FILE=PATH` writes the snapshot to PATH and
