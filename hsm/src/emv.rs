@@ -357,8 +357,26 @@ pub mod tag {
 }
 
 impl EmvData {
+    /// From raw DE 55 bytes, read with the codec's BER-TLV reader ([`iso8583::tlv`], whose
+    /// padding rule applies: `00` and `FF` between elements are skipped). Only the top level is
+    /// read (DE 55 is flat); the first occurrence of a tag wins, as in [`EmvData::from_tags`].
+    pub fn from_de55(de55: &[u8]) -> Result<EmvData, EmvError> {
+        let mut tags: Vec<(u32, &[u8])> = Vec::with_capacity(16);
+        for item in iso8583::tlv::Reader::new(de55) {
+            let t = item.map_err(|e| {
+                EmvError::Tlv(match e.kind {
+                    iso8583::tlv::TlvErrorKind::Truncated => "data ends inside an element",
+                    iso8583::tlv::TlvErrorKind::TagTooLong => "tag longer than 4 bytes",
+                    iso8583::tlv::TlvErrorKind::BadLength => "indefinite or over-long length",
+                })
+            })?;
+            tags.push((t.tag, t.value));
+        }
+        EmvData::from_tags(&tags)
+    }
+
     /// From DE 55 tags already split into (tag, value) pairs, for example by the `iso8583`
-    /// crate's BER-TLV reader or by [`crate::tlv::parse`]. The first occurrence of a tag wins.
+    /// crate's BER-TLV reader ([`EmvData::from_de55`] does both). The first occurrence of a tag wins.
     /// 9F03 (amount, other) may be absent and then counts as zero; every other input is required.
     pub fn from_tags(tags: &[(u32, &[u8])]) -> Result<EmvData, EmvError> {
         let find = |t: u32| tags.iter().find(|(k, _)| *k == t).map(|(_, v)| *v);
@@ -663,6 +681,44 @@ mod tests {
         let d18 = e.mac_input(Profile::VisaCvn18).unwrap();
         assert_eq!(d18.len(), 48);
         assert_eq!(d18[40], 0x80);
+    }
+
+    #[test]
+    fn de55_bytes_read_through_the_codec_reader_with_its_padding_rule() {
+        let tags = sample_tags();
+        let t: Vec<(u32, &[u8])> = tags.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        let mut w = iso8583::tlv::Writer::new();
+        for (k, v) in &t {
+            w.put(*k, v);
+        }
+        let de55 = w.into_bytes();
+        let want = EmvData::from_tags(&t).unwrap();
+        assert_eq!(EmvData::from_de55(&de55).unwrap(), want);
+        // 00 and FF fill before, between and after elements is skipped.
+        let split = iso8583::tlv::Reader::new(&de55)
+            .nth(1)
+            .unwrap()
+            .unwrap()
+            .offset;
+        let mut padded = vec![0x00, 0xFF];
+        padded.extend_from_slice(&de55[..split]);
+        padded.extend_from_slice(&[0x00, 0x00]);
+        padded.extend_from_slice(&de55[split..]);
+        padded.push(0xFF);
+        assert_eq!(EmvData::from_de55(&padded).unwrap(), want);
+        // Every truncation is an error, never a panic.
+        for cut in 1..de55.len() {
+            assert!(EmvData::from_de55(&de55[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(matches!(EmvData::from_de55(&[0x9F]), Err(EmvError::Tlv(_))));
+        assert!(matches!(
+            EmvData::from_de55(&[0x9F, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
+            Err(EmvError::Tlv(_))
+        ));
+        assert!(matches!(
+            EmvData::from_de55(&[0x82, 0x85, 0, 0, 0, 0, 0]),
+            Err(EmvError::Tlv(_))
+        ));
     }
 
     fn sample_tags() -> Vec<(u32, Vec<u8>)> {

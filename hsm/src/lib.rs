@@ -23,7 +23,6 @@ pub mod emv;
 pub mod pkcs11;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod tlv;
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! The published vectors of `emv-cryptograms-pkcs11.md` (pyemv's own tests), checked inside
+//! The published vectors of docs/cryptograms.md (pyemv's own tests), checked inside
 //! SoftHSM2, plus the key-protection properties the issue asks for.
 
 use hsm::emv::tag;
@@ -18,9 +18,11 @@ fn emv_for(v: &PublishedVector, amount_tweak: bool) -> EmvData {
         amount.1[5] ^= 0x01;
     }
     // Through the BER-TLV reader, as DE 55 would arrive.
-    let refs: Vec<(u32, &[u8])> = tags.iter().map(|(t, v)| (*t, v.as_slice())).collect();
-    let de55 = hsm::tlv::encode(&refs);
-    EmvData::from_tags(&hsm::tlv::parse(&de55).unwrap()).unwrap()
+    let mut de55 = iso8583::tlv::Writer::new();
+    for (t, v) in &tags {
+        de55.put(*t, v);
+    }
+    EmvData::from_de55(de55.as_bytes()).unwrap()
 }
 
 fn response(v: &PublishedVector) -> AuthorisationResponse {

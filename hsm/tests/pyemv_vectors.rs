@@ -74,8 +74,7 @@ fn every_pyemv_case_verifies_and_gives_pyemv_arpc_and_a_changed_amount_is_reject
 
     for (i, c) in cases.iter().enumerate() {
         let ks = KeySetId(format!("{}/{}", c.profile.name(), c.imk_label));
-        let tags = hsm::tlv::parse(&c.de55).unwrap();
-        let emv = EmvData::from_tags(&tags).unwrap();
+        let emv = EmvData::from_de55(&c.de55).unwrap();
         let card = CardData::new(&c.pan, u16::from(emv.psn.unwrap())).unwrap();
         let ArqcOutcome::Verified(pending) = verifier.verify_arqc(&ks, &card, &emv).unwrap() else {
             panic!("case {i} ({}): pyemv's ARQC rejected", c.profile)

@@ -2,6 +2,12 @@
 //! tags, zero-length values. The reader borrows its input and never allocates; the writer appends
 //! to one `Vec`. Tags are numbers made of their bytes (`0x9F26`, `0xDF8116`), at most 4 bytes.
 //! Indefinite lengths (`0x80`) and lengths over 4 bytes are refused; nothing here can panic.
+//!
+//! This is the project's only BER-TLV reader: the codec reads DE 55 with it and the `hsm` crate
+//! uses it for the same bytes. **Padding rule:** a `00` or `FF` byte where a tag would begin is
+//! padding and is skipped, before, between and after elements, on every level. Neither byte can
+//! begin a tag (ISO/IEC 7816-4 reserves both as filler, and EMV allows `00` fill between data
+//! objects), so skipping them never hides an element. The writer never writes padding.
 
 use std::fmt;
 
@@ -164,6 +170,9 @@ impl<'a> Iterator for Reader<'a> {
     type Item = Result<Tlv<'a>, TlvError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        while matches!(self.data.get(self.pos), Some(0x00 | 0xFF)) {
+            self.pos += 1;
+        }
         if self.failed || self.pos >= self.data.len() {
             return None;
         }
@@ -315,6 +324,22 @@ mod tests {
             .chain(hex("70025701"))
             .collect::<Vec<_>>();
         assert_eq!(Reader::new(&bad).validate().unwrap_err().offset, 5);
+    }
+
+    #[test]
+    fn padding_bytes_are_skipped_on_every_level() {
+        let d = hex("009F360200FF00FF7006FF5A0112FF00FF");
+        let items: Vec<_> = Reader::new(&d).collect::<Result<_, _>>().unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].tag, 0x9F36);
+        assert_eq!(items[0].value, &[0x00, 0xFF]);
+        assert_eq!(items[0].offset, 1);
+        assert_eq!(items[1].tag, 0x70);
+        let inner: Vec<_> = items[1].children().unwrap().map(|t| t.unwrap()).collect();
+        assert_eq!(inner.len(), 1);
+        assert_eq!((inner[0].tag, inner[0].value), (0x5A, &[0x12][..]));
+        assert_eq!(Reader::new(&d).validate(), Ok(2));
+        assert_eq!(Reader::new(&hex("00FF00")).count(), 0);
     }
 
     #[test]
