@@ -1,0 +1,150 @@
+//! The snapshot file format: the whole ledger state and the log offsets to resume from.
+//!
+//! ```text
+//! header (plain):
+//!   magic            8 bytes  "AUTHSNAP"
+//!   format_version   u32 BE   2           ┐ these three fields keep their place in every
+//!   header_len       u32 BE   ≤ 1 MiB     ┘ future version, so the checksum is checked first
+//!   created_at_ms    i64 BE   log time the snapshotter chose (never read from a clock here)
+//!   watermark_s      i64 BE   the ledger's hold watermark
+//!   state_hash       32 bytes
+//!   counts           4 × u64 BE: accounts, cards, hold records, cleared markers
+//!   offsets          u32 BE n ≤ 65,536, then n × (u16 BE topic length ≤ 249, topic UTF-8,
+//!                    i32 BE partition, i64 BE next offset to read)
+//!   header_crc32c    u32 BE over every byte above
+//! body: one zstd frame (with zstd's own content checksum) of records:
+//!   u32 BE length ≤ 64 KiB, then the record's bytes, in this order:
+//!   * groups, one per upserted account: its 'A' record, then its cards and hold records in
+//!     *grouped* form: tag 'c' / 'h' and the canonical 'C' / 'H' record without the account id
+//!     (the group gives it; a reader needs no account lookup per card);
+//!   * the cards ('C') and the hold records ('H') of placeholder accounts, canonical;
+//!   * the cleared markers ('X'), canonical;
+//!   and last an end record: tag 'E', u64 BE record count. The canonical bytes (a grouped
+//!   record with its group's account id put back) are the bytes the state hash covers.
+//! trailer: u32 BE crc32c of the compressed frame's bytes (so that no byte of the file, not even
+//!   one zstd would tolerate, can change unnoticed); nothing after it.
+//! ```
+//!
+//! Version 1 (state hash v1, a crc32c in the end record) is no longer read: its files are
+//! rejected as [`SnapshotError::UnsupportedVersion`]. The end record lost its crc32c because
+//! it covered the very bytes zstd's content checksum covers, and every byte of the file is
+//! covered by the header and trailer crc32c.
+//!
+//! Writing and reading stream: neither ever holds a second copy of the state (the body is
+//! encoded and decoded record by record through zstd's streaming API). Reading verifies the
+//! header checksum, the format version, the zstd content checksum, the trailer crc32c, the
+//! counts, and the state hash: it hashes the canonical bytes of every record read, and every
+//! entity it restores must encode back to exactly those bytes, so the sum is the hash of the
+//! rebuilt state (the writer computed it from the live state: the same property asserted on
+//! two paths). Reading runs on two threads (see [`read_with_config`]). Writing needs a
+//! temporary index of 16 bytes per card (to group the cards by account).
+//!
+//! Must never: return a state that differs from the one written; panic on a corrupt file.
+//!
+//! The files of this module, one idea each:
+//! * `header`: the plain header (magic, version, counts, state hash, resume offsets), encoded
+//!   and decoded with its crc32c;
+//! * `writer`: [`write`], streaming the state's records through zstd;
+//! * `reader`: [`read`] and [`read_with_config`], the two-thread pipeline that verifies and
+//!   rebuilds;
+//! * `body`: decoding one body record back into the state being restored;
+//! * `error`: [`SnapshotError`], what went wrong and what to do about it.
+
+use std::collections::BTreeMap;
+
+use crate::{StateHash, UnixSeconds};
+
+mod body;
+mod error;
+mod header;
+mod reader;
+mod writer;
+
+pub use error::SnapshotError;
+pub use reader::{read, read_with_config};
+pub use writer::write;
+
+pub const MAGIC: [u8; 8] = *b"AUTHSNAP";
+/// Version 2: the state hash is `authorizer.state-hash.v2` (XXH3 per record) and the end record
+/// has no crc32c of its own. Version 1 files are rejected ([`SnapshotError::UnsupportedVersion`]).
+pub const FORMAT_VERSION: u32 = 2;
+const HEADER_LEN_MAX: u32 = 1 << 20;
+const RECORD_LEN_MAX: u32 = 1 << 16;
+const OFFSETS_MAX: usize = 65_536;
+const TOPIC_LEN_MAX: usize = 249;
+
+/// Where to resume: (topic, partition) → the next offset to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResumeOffsets {
+    offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl ResumeOffsets {
+    pub fn new() -> ResumeOffsets {
+        ResumeOffsets::default()
+    }
+
+    /// Records the next offset to read. Errors on a bound (topic name 1..=249 bytes, partition
+    /// and offset non-negative, at most 65,536 partitions).
+    pub fn set(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), SnapshotError> {
+        if topic.is_empty() || topic.len() > TOPIC_LEN_MAX || partition < 0 || next_offset < 0 {
+            return Err(SnapshotError::InvalidOffset {
+                topic: topic.to_owned(),
+                partition,
+                offset: next_offset,
+            });
+        }
+        if self.offsets.len() >= OFFSETS_MAX
+            && !self.offsets.contains_key(&(topic.to_owned(), partition))
+        {
+            return Err(SnapshotError::InvalidOffset {
+                topic: topic.to_owned(),
+                partition,
+                offset: next_offset,
+            });
+        }
+        self.offsets
+            .insert((topic.to_owned(), partition), next_offset);
+        Ok(())
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.offsets.get(&(topic.to_owned(), partition)).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i32, i64)> {
+        self.offsets.iter().map(|((t, p), o)| (t.as_str(), *p, *o))
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+}
+
+/// Record counts of a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub accounts: u64,
+    pub cards: u64,
+    pub holds: u64,
+    pub cleared_markers: u64,
+}
+
+/// The header of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub format_version: u32,
+    pub created_at_ms: i64,
+    pub watermark: UnixSeconds,
+    pub state_hash: StateHash,
+    pub counts: RecordCounts,
+}
