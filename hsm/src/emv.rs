@@ -10,7 +10,8 @@ use std::str::FromStr;
 
 use sha1::{Digest, Sha1};
 
-/// The cryptogram versions the authorizer ships (`network-dialects.md`, `emv-cryptograms-pkcs11.md`).
+/// The cryptogram versions the authorizer ships (`docs/network.md`, "Chip data (DE 55) and
+/// cryptogram versions"; `docs/cryptograms.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Profile {
     VisaCvn10,
@@ -520,7 +521,7 @@ pub struct AuthorisationResponse {
 }
 
 impl AuthorisationResponse {
-    /// The project's rule (`network-dialects.md`): ARC = DE 39 as ASCII; CSU = 00800000 when
+    /// The project's rule (`docs/network.md`, "ARPC"): ARC = DE 39 as ASCII; CSU = 00800000 when
     /// approved, 00000000 when declined.
     pub fn from_response_code(de39: [u8; 2], approved: bool) -> Self {
         AuthorisationResponse {

@@ -18,6 +18,10 @@
 //! The limits of a PKCS#11 backend (whoever holds the user PIN can compute cryptograms) are
 //! stated in `docs/hsm.md`.
 
+// `unsafe` is denied everywhere but in two places, each with its SAFETY argument: the
+// mechanism constant in `pkcs11::raw` and the test harness's one `set_var` in `testing`.
+#![deny(unsafe_code)]
+
 pub mod ceremony;
 pub mod emv;
 pub mod pkcs11;

@@ -56,8 +56,8 @@ pub fn test_key_sets() -> Vec<KeySet> {
         .collect()
 }
 
-/// One published vector of `emv-cryptograms-pkcs11.md` (pyemv's own tests), card PAN
-/// `1234567890123456`, PSN `00`, on [`TEST_IMK`].
+/// One published vector (`docs/cryptograms.md`, "Published vectors"; pyemv's own tests): card
+/// PAN `1234567890123456`, PSN `00`, on [`TEST_IMK`].
 pub struct PublishedVector {
     pub profile: Profile,
     /// 9F10, built from the published CVR/counters with the layouts of `Profile::mac_tail`:
@@ -190,6 +190,7 @@ fn module_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(SOFTHSM2_MODULE))
 }
 
+#[allow(unsafe_code)]
 fn env() -> &'static TestEnv {
     ENV.get_or_init(|| {
         let base = std::env::temp_dir();

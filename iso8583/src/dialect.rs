@@ -17,7 +17,7 @@ use crate::charset::{self, Charset};
 use crate::error::DialectError;
 
 /// Highest field number.
-pub const MAX_FIELD: usize = 128;
+pub const FIELD_MAX: usize = 128;
 
 /// The format of a field's value (ISO 8583 notation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -250,10 +250,10 @@ pub struct Dialect {
     prefix: Charset,
     /// Index = field number; `None` = not defined (a message carrying it is rejected).
     /// Entries 0 and 1 are always `None` (field 1 is the secondary bitmap, derived).
-    fields: [Option<FieldSpec>; MAX_FIELD + 1],
+    fields: [Option<FieldSpec>; FIELD_MAX + 1],
     /// Per field, everything the decode and encode loops need, precomputed from `fields` (see
     /// [`FieldOp`]); entries 0, 1 and undefined fields have `defined == false`.
-    ops: [FieldOp; MAX_FIELD + 1],
+    ops: [FieldOp; FIELD_MAX + 1],
     /// True when any character anywhere is not ASCII on the wire, so decode must translate.
     translates: bool,
     /// Identity of this parse (clones share it): a message decoded with a dialect of the same
@@ -292,7 +292,7 @@ const MASTERCARD_TOML: &str = include_str!("../dialects/mastercard.toml");
 pub const BUILTIN_NAMES: [&str; 2] = ["ascii", "mastercard"];
 
 impl Dialect {
-    /// The `ascii` dialect of `network-dialects.md`: ASCII characters and prefixes, binary bitmaps.
+    /// The `ascii` dialect of `docs/network.md`: ASCII characters and prefixes, binary bitmaps.
     pub fn ascii() -> Dialect {
         static D: OnceLock<Dialect> = OnceLock::new();
         D.get_or_init(|| {
@@ -390,7 +390,7 @@ impl Dialect {
             .or(base_bitmap)
             .ok_or_else(|| DialectError::MissingSetting("bitmap".to_string()))?;
 
-        let mut fields: [Option<FieldSpec>; MAX_FIELD + 1] = [None; MAX_FIELD + 1];
+        let mut fields: [Option<FieldSpec>; FIELD_MAX + 1] = [None; FIELD_MAX + 1];
         if let Some(b) = &base {
             // A base field follows the new dialect-wide charsets unless it had its own.
             for (slot, f) in fields.iter_mut().zip(b.fields.iter()) {
@@ -413,7 +413,7 @@ impl Dialect {
             let n: usize = key
                 .parse()
                 .ok()
-                .filter(|n| (2..=MAX_FIELD).contains(n))
+                .filter(|n| (2..=FIELD_MAX).contains(n))
                 .ok_or_else(|| DialectError::BadFieldNumber(key.clone()))?;
             if entry.defined == Some(false) {
                 fields[n] = None;
@@ -482,7 +482,7 @@ impl Dialect {
             });
         }
         if base.is_none()
-            && let Some(n) = (2..=MAX_FIELD)
+            && let Some(n) = (2..=FIELD_MAX)
                 .find(|&n| fields[n].is_none() && !file.fields.contains_key(&n.to_string()))
         {
             return Err(DialectError::MissingField(n));

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::charset::{self, Charset};
 use crate::dialect::{
-    BitmapEncoding, Dialect, FieldOp, FieldSpec, Format, LengthKind, MAX_FIELD, Translate,
+    BitmapEncoding, Dialect, FieldOp, FieldSpec, Format, LengthKind, FIELD_MAX, Translate,
 };
 use crate::error::EncodeError;
 use crate::message::{FieldSet, Message, Mti};
@@ -60,7 +60,7 @@ pub struct MessageBuilder {
     mti: Mti,
     fields: FieldSet,
     arena: Vec<u8>,
-    spans: [(u32, u32); MAX_FIELD + 1],
+    spans: [(u32, u32); FIELD_MAX + 1],
     /// The first `set` with a field number out of range, reported by `encode`.
     bad_field: Option<usize>,
 }
@@ -82,7 +82,7 @@ impl MessageBuilder {
             mti,
             fields: FieldSet::EMPTY,
             arena: Vec::with_capacity(384),
-            spans: [(0, 0); MAX_FIELD + 1],
+            spans: [(0, 0); FIELD_MAX + 1],
             bad_field: None,
         }
     }
@@ -91,7 +91,7 @@ impl MessageBuilder {
     /// [`MessageBuilder::encode`]; setting a field again replaces it.
     pub fn set(&mut self, n: usize, value: impl AsRef<[u8]>) -> &mut MessageBuilder {
         let value = value.as_ref();
-        if !(2..=MAX_FIELD).contains(&n) {
+        if !(2..=FIELD_MAX).contains(&n) {
             self.bad_field.get_or_insert(n);
             return self;
         }
@@ -120,7 +120,7 @@ impl MessageBuilder {
 
     /// Removes field `n`.
     pub fn clear(&mut self, n: usize) -> &mut MessageBuilder {
-        if (2..=MAX_FIELD).contains(&n) {
+        if (2..=FIELD_MAX).contains(&n) {
             self.fields.remove(n);
         }
         self

@@ -7,8 +7,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-/// The default maximum message length (network-dialects.md).
-pub const DEFAULT_MAX_FRAME_LEN: usize = 4096;
+/// The default maximum message length (`docs/network.md`, "Framing").
+pub const FRAME_LEN_MAX_DEFAULT: usize = 4096;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,7 @@ impl LengthPrefixed {
 
 impl Default for LengthPrefixed {
     fn default() -> LengthPrefixed {
-        LengthPrefixed::new(DEFAULT_MAX_FRAME_LEN)
+        LengthPrefixed::new(FRAME_LEN_MAX_DEFAULT)
     }
 }
 

@@ -22,6 +22,8 @@
 //! assert_eq!(m.text(70), Some("301"));
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod charset;
 pub mod de48;
 mod dialect;
@@ -45,7 +47,7 @@ mod samples;
 
 pub use charset::Charset;
 pub use dialect::{
-    BUILTIN_NAMES, BitmapEncoding, Dialect, FieldSpec, Format, LengthKind, MAX_FIELD,
+    BUILTIN_NAMES, BitmapEncoding, Dialect, FieldSpec, Format, LengthKind, FIELD_MAX,
 };
 pub use encode::{MessageBuilder, response_to};
 pub use error::{DecodeError, DialectError, EncodeError, ErrorKind, Part, ValueError};

@@ -20,7 +20,7 @@ use nom::Parser;
 use nom::bytes::complete::take;
 
 use crate::charset::{self, Charset};
-use crate::dialect::{BitmapEncoding, Dialect, FieldSpec, Format, MAX_FIELD, Translate};
+use crate::dialect::{BitmapEncoding, Dialect, FieldSpec, Format, FIELD_MAX, Translate};
 use crate::error::{DecodeError, ErrorKind};
 
 /// A message type indicator: 4 ASCII digits.
@@ -117,12 +117,12 @@ impl FieldSet {
 
     #[inline]
     fn mask(n: usize) -> u128 {
-        1u128 << (MAX_FIELD - n)
+        1u128 << (FIELD_MAX - n)
     }
     /// Whether field `n` is present.
     #[inline]
     pub fn contains(&self, n: usize) -> bool {
-        (2..=MAX_FIELD).contains(&n) && self.0 & FieldSet::mask(n) != 0
+        (2..=FIELD_MAX).contains(&n) && self.0 & FieldSet::mask(n) != 0
     }
     #[inline]
     pub(crate) fn insert(&mut self, n: usize) {
@@ -208,7 +208,7 @@ pub struct Message {
     fields: FieldSet,
     /// `Dialect::id` of the dialect that validated the values.
     dialect_id: u64,
-    spans: [Span; MAX_FIELD + 1],
+    spans: [Span; FIELD_MAX + 1],
 }
 
 impl fmt::Debug for Message {
@@ -396,7 +396,7 @@ fn decode_fields<const TRANSLATE: bool>(
     input: &[u8],
     mut pos: usize,
     fields: FieldSet,
-    spans: &mut [Span; MAX_FIELD + 1],
+    spans: &mut [Span; FIELD_MAX + 1],
     mut translated: Option<&mut [u8]>,
 ) -> Result<usize, DecodeError> {
     let total = input.len();
@@ -508,7 +508,7 @@ impl Message {
             ));
         }
         let (mti, fields, body) = parse_header(dialect, &frame)?;
-        let mut spans = [Span::default(); MAX_FIELD + 1];
+        let mut spans = [Span::default(); FIELD_MAX + 1];
         // One copy of the frame, translated field by field as the loop validates them.
         let mut translated: Option<Box<[u8]>> = dialect.translates().then(|| Box::from(&*frame));
         let end = if translated.is_some() {
@@ -602,7 +602,7 @@ impl Message {
     /// Everything decode produced, for the differential test against [`reference::decode`].
     #[cfg(test)]
     #[allow(clippy::type_complexity)]
-    pub(crate) fn parts(&self) -> (Mti, FieldSet, &[Span; MAX_FIELD + 1], Option<&[u8]>) {
+    pub(crate) fn parts(&self) -> (Mti, FieldSet, &[Span; FIELD_MAX + 1], Option<&[u8]>) {
         (
             self.mti,
             self.fields,
@@ -697,7 +697,7 @@ pub(crate) mod reference {
     pub(crate) fn decode(
         dialect: &Dialect,
         frame: Bytes,
-    ) -> Result<(Mti, FieldSet, [Span; MAX_FIELD + 1], Option<Box<[u8]>>), DecodeError> {
+    ) -> Result<(Mti, FieldSet, [Span; FIELD_MAX + 1], Option<Box<[u8]>>), DecodeError> {
         let total = frame.len();
         if total > u16::MAX as usize {
             return Err(DecodeError::at(
@@ -745,7 +745,7 @@ pub(crate) mod reference {
         };
         let fields =
             FieldSet((u128::from(primary) << 64 | u128::from(secondary)) & !(1u128 << 127));
-        let mut spans = [Span::default(); MAX_FIELD + 1];
+        let mut spans = [Span::default(); FIELD_MAX + 1];
         for n in fields.iter() {
             let Some(spec) = dialect.field(n) else {
                 return Err(DecodeError::at(

@@ -68,6 +68,7 @@ pub fn derive_des2(
 }
 
 /// `CKM_DES3_ECB_ENCRYPT_DATA` as a cryptoki `MechanismType` (see [`derive_des2`]).
+#[allow(unsafe_code)]
 pub fn des3_ecb_encrypt_data() -> MechanismType {
     // SAFETY: `MechanismType` is `#[repr(transparent)]` over `CK_MECHANISM_TYPE` (cryptoki
     // documents it so that slices of both have the same layout) and every value is valid for

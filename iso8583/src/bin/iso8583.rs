@@ -3,6 +3,8 @@
 //! names the field and the offset. It prints field values (it is a trace tool run by hand on test
 //! or masked data); it must never be wired into the daemon's logs.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
@@ -166,7 +168,7 @@ fn encode(dialect: &Dialect, input: &[u8]) -> Result<Vec<u8>, Failure> {
         let n: usize = key
             .parse()
             .ok()
-            .filter(|n| (2..=iso8583::MAX_FIELD).contains(n))
+            .filter(|n| (2..=iso8583::FIELD_MAX).contains(n))
             .ok_or_else(|| {
                 bad_input(format!(
                     "JSON: field key {key:?} is not a field number 2..=128"

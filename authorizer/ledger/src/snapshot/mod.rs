@@ -44,7 +44,7 @@
 //! The files of this module, one idea each:
 //! * `header`: the plain header (magic, version, counts, state hash, resume offsets), encoded
 //!   and decoded with its crc32c;
-//! * `writer`: [`write`], streaming the state's records through zstd;
+//! * `writer`: [`write()`], streaming the state's records through zstd;
 //! * `reader`: [`read`] and [`read_with_config`], the two-thread pipeline that verifies and
 //!   rebuilds;
 //! * `body`: decoding one body record back into the state being restored;
