@@ -1,0 +1,172 @@
+//! What [`decide`](super::decide) reads and what it answers: the [`Request`] the network layer
+//! fills from a validated message (its [`MessageClass`], DE 90 [`OriginalRequest`], DE 95
+//! [`RemainingAmounts`]), the [`Facts`] learned outside the ledger (the HSM's [`Cryptogram`]
+//! check), and the [`Decision`]: the answer's DE 38, DE 39 and DE 44, the event to publish, and
+//! the [`ArpcInput`] of tag 91.
+//!
+//! Must never: carry a PAN (the request carries the PAN hash and the masked PAN only), nor decide
+//! anything: these are plain data, the rules are in `rules.rs`.
+
+use crate::{
+    AccountIndex, AmountMinor, ApprovalCode, AuthorizationEvent, Currency, HoldId, InstitutionId,
+    NetworkIdentity, PanHash, ResponseCode, Stan, TransmissionStamp,
+};
+
+/// Which flow a request belongs to (from its MTI).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageClass {
+    /// 0100, 0101.
+    Authorization,
+    /// 0120, 0121.
+    Advice,
+    /// 0400, 0401, 0420, 0421.
+    Reversal,
+}
+
+/// DE 90, original data elements (the identity of the original request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OriginalRequest {
+    pub mti: [u8; 4],
+    pub stan: Stan,
+    pub transmission: TransmissionStamp,
+    pub acquirer: InstitutionId,
+    pub forwarder: InstitutionId,
+}
+
+/// DE 95, replacement amounts: what *remains* after a partial reversal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemainingAmounts {
+    pub transaction: AmountMinor,
+    pub settlement: AmountMinor,
+    pub billing: AmountMinor,
+}
+
+/// The request to decide, filled by the network layer from a validated message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub class: MessageClass,
+    /// The MTI as received ("0100", "0421", …).
+    pub mti: [u8; 4],
+    /// HMAC-SHA256 of DE 2 ([`PanHash::of_pan`]).
+    pub pan_hash: PanHash,
+    /// DE 2 masked: first 6 and last 4 digits, `*` between.
+    pub pan_masked: &'a str,
+    /// DE 7.
+    pub transmission: TransmissionStamp,
+    /// DE 11.
+    pub stan: Stan,
+    /// DE 32.
+    pub acquirer: InstitutionId,
+    /// DE 33 (0 when absent).
+    pub forwarder: InstitutionId,
+    /// DE 4 and DE 49.
+    pub amount_transaction: AmountMinor,
+    pub currency_transaction: Currency,
+    /// DE 6 and DE 51, when present.
+    pub amount_billing: Option<AmountMinor>,
+    pub currency_billing: Option<Currency>,
+    /// DE 14, when present.
+    pub card_expiry: Option<crate::CardExpiry>,
+    /// DE 18, when present.
+    pub merchant_category: Option<u16>,
+    /// DE 39 of an advice: the network's stand-in decision.
+    pub network_response_code: Option<ResponseCode>,
+    /// DE 90 of a reversal.
+    pub original: Option<OriginalRequest>,
+    /// DE 95 of a reversal, when present.
+    pub replacement: Option<RemainingAmounts>,
+    /// DE 37, when present (12 characters at most).
+    pub retrieval_reference: Option<&'a str>,
+}
+
+impl Request<'_> {
+    pub fn identity(&self) -> NetworkIdentity {
+        NetworkIdentity {
+            pan_hash: self.pan_hash,
+            transmission: self.transmission,
+            stan: self.stan,
+            acquirer: self.acquirer,
+            forwarder: self.forwarder,
+        }
+    }
+
+    /// The identity of the hold this request concerns: its own, or, for a reversal, the
+    /// original's (DE 90).
+    pub fn hold_identity(&self) -> Option<NetworkIdentity> {
+        match self.class {
+            MessageClass::Reversal => self.original.map(|o| NetworkIdentity {
+                pan_hash: self.pan_hash,
+                transmission: o.transmission,
+                stan: o.stan,
+                acquirer: o.acquirer,
+                forwarder: o.forwarder,
+            }),
+            MessageClass::Authorization | MessageClass::Advice => Some(self.identity()),
+        }
+    }
+}
+
+/// The chip cryptogram check the caller did with the HSM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cryptogram {
+    /// No ARQC in DE 55 (magnetic stripe, e-commerce, …).
+    Absent,
+    Verified,
+    /// Present but did not verify (or could not be verified).
+    NotVerified,
+}
+
+/// What the caller learned outside the ledger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facts {
+    pub cryptogram: Cryptogram,
+}
+
+/// The input of the ARPC (tag 91) the caller computes with the HSM, when the answer must carry
+/// one (chip request whose ARQC verified, approved or declined).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArpcInput {
+    /// Method 1: ARC = DE 39 as two ASCII characters.
+    pub arc: [u8; 2],
+    /// Method 2: CSU, `00800000` when approved, `00000000` when declined.
+    pub csu: [u8; 4],
+}
+
+/// The outcome of one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision<'a> {
+    /// DE 39 of the answer.
+    pub response_code: ResponseCode,
+    /// DE 38 of an approved authorization.
+    pub approval_code: Option<ApprovalCode>,
+    /// DE 44 when `response_code` is 30: the number of the first field in error.
+    pub field_in_error: Option<u8>,
+    /// The hold this request concerns.
+    pub hold_id: Option<HoldId>,
+    /// The account of [`Decision::event`], as an index into the state decided on: lets
+    /// [`State::apply_decided`](crate::State::apply_decided) skip looking the account up again.
+    pub account: Option<AccountIndex>,
+    /// The event to publish (and apply) before answering; `None` when nothing changes (a repeat,
+    /// an unknown card, a reversal of a declined original, a format error).
+    pub event: Option<AuthorizationEvent<'a>>,
+    /// `Some` when the answer must carry tag 91.
+    pub arpc: Option<ArpcInput>,
+    /// The request repeats one already decided: this is the first answer again.
+    pub repeat: bool,
+}
+
+impl Decision<'_> {
+    /// The same decision, owning its event's text (to keep it past the request and the config).
+    pub fn into_owned(self) -> Decision<'static> {
+        Decision {
+            response_code: self.response_code,
+            approval_code: self.approval_code,
+            field_in_error: self.field_in_error,
+            hold_id: self.hold_id,
+            account: self.account,
+            event: self.event.map(AuthorizationEvent::into_owned),
+            arpc: self.arpc,
+            repeat: self.repeat,
+        }
+    }
+}

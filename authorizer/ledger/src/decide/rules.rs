@@ -1,0 +1,352 @@
+//! The rules of each flow (`docs/network.md`, section "Decision rules", normative): what to answer
+//! and which event to publish:
+//! * authorization (0100/0101), checks in order, the first that fails decides: duplicate (the
+//!   first answer again, byte for byte in DE 38 and DE 39), unknown card 14, card lost 41 /
+//!   stolen 43 / blocked 62 / closed 14, expired 54, ARQC present but not verified 05
+//!   (configurable), account frozen 62 / closed 14 / not yet known 05, currency 05, too many
+//!   holds on the account 05, open-to-buy 51, otherwise 00 with a DE 38 derived from the hold id;
+//! * advice (0120/0121): never declined, answered 00; DE 39 of the advice 00 holds the amount
+//!   (even beyond open-to-buy), any other code holds nothing;
+//! * reversal (0400/0401/0420/0421): answered 00; releases the hold found through DE 90 down to
+//!   the amount that *remains* (DE 95 billing when non-zero, else transaction; none or zeros:
+//!   full release); an unknown original is recorded so that a late original is released.
+//!
+//! Must never: approve beyond open-to-buy; decline an advice; read a clock (time is `now`);
+//! mutate the state (the caller publishes and applies [`Decision::event`]).
+
+use super::event::{EventParts, build_event, seal};
+use super::{ArpcInput, Cryptogram, DecideConfig, Decision, Facts, Request};
+use crate::state::parts;
+use crate::time::transmission_instant;
+use crate::{
+    AccountStatus, AmountMinor, ApprovalCode, AuthorizationKind, CardStatus, Currency, HoldId,
+    ResponseCode, State, UnixSeconds,
+};
+
+fn hold_expiry(
+    config: &DecideConfig,
+    request: &Request<'_>,
+    transmitted_at: UnixSeconds,
+) -> UnixSeconds {
+    UnixSeconds(transmitted_at.0 + config.hold_duration_s(request.merchant_category))
+}
+
+pub(super) fn decide_authorization<'a>(
+    state: &State,
+    request: &Request<'a>,
+    hold_id: HoldId,
+    facts: &Facts,
+    config: &'a DecideConfig,
+    now: UnixSeconds,
+) -> Decision<'a> {
+    let Some(transmitted_at) = transmission_instant(request.transmission.0, now) else {
+        return format_error(7);
+    };
+    let identity = request.identity();
+
+    // Duplicate: the first answer again, and no state change.
+    if let Some(hold) = state.hold(&hold_id) {
+        let first = if hold.has(parts::AUTH) {
+            Some(Decision {
+                approval_code: Some(ApprovalCode::of_hold(hold_id)),
+                ..answer(ResponseCode::APPROVED, Some(hold_id))
+            })
+        } else {
+            hold.decline_code().map(|code| answer(code, Some(hold_id)))
+        };
+        if let Some(mut decision) = first {
+            decision.repeat = true;
+            return with_arpc(decision, facts);
+        }
+    }
+
+    // Unknown card: no account to record against, no tag 91.
+    let Some(card) = state.card(&request.pan_hash) else {
+        return answer(ResponseCode::INVALID_CARD, Some(hold_id));
+    };
+    let account_index = card.account();
+    let account = state.account(account_index);
+
+    let decline = |code: ResponseCode, amount: AmountMinor, currency: Currency| -> Decision<'a> {
+        let event = build_event(
+            config,
+            request,
+            now,
+            EventParts {
+                kind: AuthorizationKind::Declined,
+                response_code: code,
+                account_id: account.id().to_owned(),
+                hold_id,
+                hold_identity: identity,
+                transmitted_at,
+                amount_minor: amount,
+                currency,
+            },
+        );
+        let decision = Decision {
+            account: Some(account_index),
+            event: Some(seal(event)),
+            ..answer(code, Some(hold_id))
+        };
+        if facts.cryptogram == Cryptogram::NotVerified {
+            decision
+        } else {
+            with_arpc(decision, facts)
+        }
+    };
+    let requested = (request.amount_transaction, request.currency_transaction);
+
+    let card_code = match card.status() {
+        CardStatus::Active => None,
+        CardStatus::Lost => Some(ResponseCode::LOST_CARD),
+        CardStatus::Stolen => Some(ResponseCode::STOLEN_CARD),
+        CardStatus::Blocked => Some(ResponseCode::RESTRICTED_CARD),
+        CardStatus::Closed => Some(ResponseCode::INVALID_CARD),
+    };
+    if let Some(code) = card_code {
+        return decline(code, requested.0, requested.1);
+    }
+
+    let (now_year, now_month) = crate::time::year_month(now);
+    let now_month_index = u32::try_from(now_year).unwrap_or(0) * 12 + now_month - 1;
+    let expired = card.expiry().month_index() < now_month_index
+        || request.card_expiry.is_some_and(|e| e != card.expiry());
+    if expired {
+        return decline(ResponseCode::EXPIRED_CARD, requested.0, requested.1);
+    }
+
+    if facts.cryptogram == Cryptogram::NotVerified && config.decline_unverified_arqc {
+        return decline(ResponseCode::DO_NOT_HONOR, requested.0, requested.1);
+    }
+
+    let account_code = match account.status() {
+        AccountStatus::Open => None,
+        AccountStatus::Frozen => Some(ResponseCode::RESTRICTED_CARD),
+        AccountStatus::Closed => Some(ResponseCode::INVALID_CARD),
+        AccountStatus::Unknown => Some(ResponseCode::DO_NOT_HONOR),
+    };
+    if let Some(code) = account_code {
+        return decline(code, requested.0, requested.1);
+    }
+
+    let Some(amount) = amount_in_account_currency(request, account.currency()) else {
+        return decline(ResponseCode::DO_NOT_HONOR, requested.0, requested.1);
+    };
+    let currency = account.currency();
+
+    if state.hold_count(account) >= config.holds_per_account_max {
+        return decline(ResponseCode::DO_NOT_HONOR, amount, currency);
+    }
+
+    if !state.open_to_buy(account_index, now).covers(amount) {
+        return decline(ResponseCode::INSUFFICIENT_FUNDS, amount, currency);
+    }
+
+    let approval_code = ApprovalCode::of_hold(hold_id);
+    let mut event = build_event(
+        config,
+        request,
+        now,
+        EventParts {
+            kind: AuthorizationKind::HoldPlaced,
+            response_code: ResponseCode::APPROVED,
+            account_id: account.id().to_owned(),
+            hold_id,
+            hold_identity: identity,
+            transmitted_at,
+            amount_minor: amount,
+            currency,
+        },
+    );
+    event.approval_code = Some(approval_code);
+    event.expires_at = Some(hold_expiry(config, request, transmitted_at));
+    let decision = Decision {
+        approval_code: Some(approval_code),
+        account: Some(account_index),
+        event: Some(seal(event)),
+        ..answer(ResponseCode::APPROVED, Some(hold_id))
+    };
+    with_arpc(decision, facts)
+}
+
+pub(super) fn decide_advice<'a>(
+    state: &State,
+    request: &Request<'a>,
+    hold_id: HoldId,
+    config: &'a DecideConfig,
+    now: UnixSeconds,
+) -> Decision<'a> {
+    let Some(transmitted_at) = transmission_instant(request.transmission.0, now) else {
+        return format_error(7);
+    };
+    let Some(network_code) = request.network_response_code else {
+        return format_error(39);
+    };
+    let identity = request.identity();
+    let acknowledged = answer(ResponseCode::APPROVED, Some(hold_id));
+    if state.hold(&hold_id).is_some_and(|h| h.has(parts::ADVICE)) {
+        return Decision {
+            repeat: true,
+            ..acknowledged
+        };
+    }
+    // An advice for a card we do not know holds nothing (there is no account to hold on).
+    let Some(card) = state.card(&request.pan_hash) else {
+        return acknowledged;
+    };
+    let account_index = card.account();
+    let account = state.account(account_index);
+    let amount = if network_code.is_approved() {
+        amount_in_account_currency(request, account.currency()).unwrap_or(AmountMinor::ZERO)
+    } else {
+        AmountMinor::ZERO
+    };
+    let mut event = build_event(
+        config,
+        request,
+        now,
+        EventParts {
+            kind: AuthorizationKind::HoldAdjusted,
+            response_code: ResponseCode::APPROVED,
+            account_id: account.id().to_owned(),
+            hold_id,
+            hold_identity: identity,
+            transmitted_at,
+            amount_minor: amount,
+            currency: account.currency(),
+        },
+    );
+    event.network_response_code = Some(network_code);
+    event.expires_at = Some(hold_expiry(config, request, transmitted_at));
+    Decision {
+        account: Some(account_index),
+        event: Some(seal(event)),
+        ..acknowledged
+    }
+}
+
+pub(super) fn decide_reversal<'a>(
+    state: &State,
+    request: &Request<'a>,
+    hold_id: HoldId,
+    config: &'a DecideConfig,
+    now: UnixSeconds,
+) -> Decision<'a> {
+    let Some(original) = request.original else {
+        return format_error(90);
+    };
+    let Some(identity) = request.hold_identity() else {
+        return format_error(90);
+    };
+    let Some(transmitted_at) = transmission_instant(original.transmission.0, now) else {
+        return format_error(90);
+    };
+    let acknowledged = answer(ResponseCode::APPROVED, Some(hold_id));
+    let remaining = match request.replacement {
+        None => AmountMinor::ZERO,
+        Some(r) if r.billing != AmountMinor::ZERO => r.billing,
+        Some(r) => r.transaction,
+    };
+    let hold = state.hold(&hold_id);
+    if let Some(hold) = hold {
+        // A repeat (or an older, larger remaining amount) changes nothing.
+        if hold.has(parts::RELEASE) && hold.remaining_cap() <= remaining {
+            return Decision {
+                repeat: true,
+                ..acknowledged
+            };
+        }
+        // The original was declined: acknowledge and do nothing.
+        if hold.parts() == parts::DECLINE {
+            return acknowledged;
+        }
+    }
+    let Some(card) = state.card(&request.pan_hash) else {
+        return acknowledged;
+    };
+    let account_index = card.account();
+    let account = state.account(account_index);
+    let released = hold.map_or(AmountMinor::ZERO, |h| {
+        h.amount()
+            .checked_sub(remaining)
+            .filter(|a| !a.is_negative())
+            .unwrap_or(AmountMinor::ZERO)
+    });
+    let mut event = build_event(
+        config,
+        request,
+        now,
+        EventParts {
+            kind: AuthorizationKind::HoldReleased,
+            response_code: ResponseCode::APPROVED,
+            account_id: account.id().to_owned(),
+            hold_id,
+            hold_identity: identity,
+            transmitted_at,
+            amount_minor: released,
+            currency: account.currency(),
+        },
+    );
+    event.remaining_minor = Some(remaining);
+    Decision {
+        account: Some(account_index),
+        event: Some(seal(event)),
+        ..acknowledged
+    }
+}
+
+pub(super) fn format_error(field: u8) -> Decision<'static> {
+    Decision {
+        response_code: ResponseCode::FORMAT_ERROR,
+        approval_code: None,
+        field_in_error: Some(field),
+        hold_id: None,
+        account: None,
+        event: None,
+        arpc: None,
+        repeat: false,
+    }
+}
+
+fn answer(response_code: ResponseCode, hold_id: Option<HoldId>) -> Decision<'static> {
+    Decision {
+        response_code,
+        approval_code: None,
+        field_in_error: None,
+        hold_id,
+        account: None,
+        event: None,
+        arpc: None,
+        repeat: false,
+    }
+}
+
+/// Tag 91 goes with every answer to a chip request whose ARQC verified.
+fn with_arpc<'a>(mut decision: Decision<'a>, facts: &Facts) -> Decision<'a> {
+    if facts.cryptogram == Cryptogram::Verified {
+        let approved = decision.response_code.is_approved();
+        decision.arpc = Some(ArpcInput {
+            arc: decision.response_code.0,
+            csu: if approved {
+                [0x00, 0x80, 0x00, 0x00]
+            } else {
+                [0; 4]
+            },
+        });
+    }
+    decision
+}
+
+/// The amount to hold in the account's currency: DE 6 when present (DE 51 must be the
+/// account's currency), else DE 4 when DE 49 is. `None`: the currency matches neither (05).
+fn amount_in_account_currency(
+    request: &Request<'_>,
+    account_currency: Currency,
+) -> Option<AmountMinor> {
+    match request.amount_billing {
+        Some(amount) => (request.currency_billing == Some(account_currency)).then_some(amount),
+        None => {
+            (request.currency_transaction == account_currency).then_some(request.amount_transaction)
+        }
+    }
+}
