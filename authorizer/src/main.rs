@@ -185,7 +185,11 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
         (None, Some(path), _) => {
             let file = std::fs::File::open(path)
                 .map_err(|e| format!("snapshot {}: {e}", path.display()))?;
-            let (state, resume, header) = snapshot::read_with_config(file, config)
+            let len = file
+                .metadata()
+                .map_err(|e| format!("snapshot {}: {e}", path.display()))?
+                .len();
+            let (state, resume, header) = snapshot::read_sized(file, len, config)
                 .map_err(|e| format!("snapshot {}: {e}", path.display()))?;
             println!(
                 "snapshot={} state_hash={} created_at_ms={}",

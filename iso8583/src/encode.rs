@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::charset::{self, Charset};
 use crate::dialect::{
-    BitmapEncoding, Dialect, FieldOp, FieldSpec, Format, LengthKind, FIELD_MAX, Translate,
+    BitmapEncoding, Dialect, FIELD_MAX, FieldOp, FieldSpec, Format, LengthKind, Translate,
 };
 use crate::error::EncodeError;
 use crate::message::{FieldSet, Message, Mti};

@@ -47,7 +47,7 @@ mod samples;
 
 pub use charset::Charset;
 pub use dialect::{
-    BUILTIN_NAMES, BitmapEncoding, Dialect, FieldSpec, Format, LengthKind, FIELD_MAX,
+    BUILTIN_NAMES, BitmapEncoding, Dialect, FIELD_MAX, FieldSpec, Format, LengthKind,
 };
 pub use encode::{MessageBuilder, response_to};
 pub use error::{DecodeError, DialectError, EncodeError, ErrorKind, Part, ValueError};

@@ -20,7 +20,7 @@ use nom::Parser;
 use nom::bytes::complete::take;
 
 use crate::charset::{self, Charset};
-use crate::dialect::{BitmapEncoding, Dialect, FieldSpec, Format, FIELD_MAX, Translate};
+use crate::dialect::{BitmapEncoding, Dialect, FIELD_MAX, FieldSpec, Format, Translate};
 use crate::error::{DecodeError, ErrorKind};
 
 /// A message type indicator: 4 ASCII digits.

@@ -33,8 +33,13 @@ fn main() {
         for _ in 0..reads.max(1) {
             let started = Instant::now();
             let file = std::fs::File::open(path).unwrap();
-            let (restored, _, header) =
-                snapshot::read(BufReader::with_capacity(1 << 20, file)).unwrap();
+            let len = file.metadata().unwrap().len();
+            let (restored, _, header) = snapshot::read_sized(
+                BufReader::with_capacity(1 << 20, file),
+                len,
+                ledger::LedgerConfig::default(),
+            )
+            .unwrap();
             println!(
                 "read {}: {:.2} s; {:?}",
                 path.display(),
@@ -107,8 +112,13 @@ fn main() {
     for _ in 0..reads.max(1) {
         let started = Instant::now();
         let file = std::fs::File::open(&path).unwrap();
-        let (restored, offsets_back, header) =
-            snapshot::read(BufReader::with_capacity(1 << 20, file)).unwrap();
+        let len = file.metadata().unwrap().len();
+        let (restored, offsets_back, header) = snapshot::read_sized(
+            BufReader::with_capacity(1 << 20, file),
+            len,
+            ledger::LedgerConfig::default(),
+        )
+        .unwrap();
         let read_s = started.elapsed().as_secs_f64();
         println!(
             "read (verify checksums, rebuild, recompute state hash): {read_s:.2} s; {:?}",

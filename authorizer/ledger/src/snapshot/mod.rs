@@ -36,8 +36,9 @@
 //! counts, and the state hash: it hashes the canonical bytes of every record read, and every
 //! entity it restores must encode back to exactly those bytes, so the sum is the hash of the
 //! rebuilt state (the writer computed it from the live state: the same property asserted on
-//! two paths). Reading runs on two threads (see [`read_with_config`]). Writing needs a
-//! temporary index of 16 bytes per card (to group the cards by account).
+//! two paths). Reading runs on two threads, and reserves memory for the header's counts only up
+//! to what the file can hold ([`read_sized`]). Writing needs a temporary index of 16 bytes per
+//! card (to group the cards by account).
 //!
 //! Must never: return a state that differs from the one written; panic on a corrupt file.
 //!
@@ -61,7 +62,7 @@ mod reader;
 mod writer;
 
 pub use error::SnapshotError;
-pub use reader::{read, read_with_config};
+pub use reader::{RESERVE_UNSIZED, Reserve, read, read_sized, read_with_config};
 pub use writer::write;
 
 pub const MAGIC: [u8; 8] = *b"AUTHSNAP";

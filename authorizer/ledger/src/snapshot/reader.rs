@@ -21,27 +21,86 @@ pub fn read<R: Read>(r: R) -> Result<(State, ResumeOffsets, Header), SnapshotErr
     read_with_config(r, LedgerConfig::default())
 }
 
-/// [`read`] with a ledger configuration.
-///
-/// Two threads, in a pipeline: this one reads, decompresses and checks the body's framing,
-/// order and checksums and hashes every canonical record (one XXH3-128 each); a second one
-/// decodes the records and rebuilds the state (its inserts into the big tables batched, see
+/// [`read`] with a ledger configuration. The size of the input is not known: the tables are
+/// reserved for at most [`RESERVE_UNSIZED`] entries each and grow as records come. A caller that
+/// reads a file should use [`read_sized`], which reserves once, up to what the file can hold.
+pub fn read_with_config<R: Read>(
+    r: R,
+    config: LedgerConfig,
+) -> Result<(State, ResumeOffsets, Header), SnapshotError> {
+    read_reserving(r, Reserve::size_unknown(), config)
+}
+
+/// [`read_with_config`] of an input of `len` bytes (a file's length): the tables are reserved
+/// for the header's counts, but never for more entries than `len` bytes of compressed records
+/// can hold (see [`Reserve::for_len`]), so a header that lies costs no memory.
+pub fn read_sized<R: Read>(
+    r: R,
+    len: u64,
+    config: LedgerConfig,
+) -> Result<(State, ResumeOffsets, Header), SnapshotError> {
+    read_reserving(r, Reserve::for_len(len), config)
+}
+
+/// Entries reserved per table when the input's size is unknown.
+pub const RESERVE_UNSIZED: u64 = 1 << 16;
+
+/// The most entries the reader reserves in each table before the records arrive. A header is
+/// protected only by its CRC: its counts are believed for the reservation only up to these
+/// bounds (the body is checked against the counts anyway, and the tables grow if they were
+/// right and larger).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reserve {
+    pub accounts: u64,
+    pub cards: u64,
+    pub holds: u64,
+}
+
+impl Reserve {
+    /// Bounds for an input of unknown size.
+    pub fn size_unknown() -> Reserve {
+        Reserve {
+            accounts: RESERVE_UNSIZED,
+            cards: RESERVE_UNSIZED,
+            holds: RESERVE_UNSIZED,
+        }
+    }
+
+    /// Bounds for `len` bytes of file. Each card record carries a 32-byte PAN hash and each
+    /// hold record a 16-byte hold id, both incompressible, so an honest file holds at most
+    /// `len / 32` cards and `len / 16` holds; account records compress best (sequential ids,
+    /// equal amounts) and are bounded at `len / 4`. A file that compresses better than that is
+    /// read correctly, only with its tables grown as records come.
+    pub fn for_len(len: u64) -> Reserve {
+        Reserve {
+            accounts: len / 4,
+            cards: len / 32,
+            holds: len / 16,
+        }
+    }
+}
+
+/// The reader. Two threads, in a pipeline: this one reads, decompresses and checks the body's
+/// framing, order and checksums and hashes every canonical record (one XXH3-128 each); a second
+/// one decodes the records and rebuilds the state (its inserts into the big tables batched, see
 /// `Restore`). They hand records over in batches (at most `BATCHES` batches of about
 /// `BATCH_BYTES` in flight); each batch comes back with the cards decoded from it, and this
 /// thread inserts those into the cards table (`RestoreCards`; the cards table is the biggest
 /// single cost, and this split gives both threads about the same work). The first error in
 /// file order is the one reported.
-pub fn read_with_config<R: Read>(
+fn read_reserving<R: Read>(
     r: R,
+    bounds: Reserve,
     config: LedgerConfig,
 ) -> Result<(State, ResumeOffsets, Header), SnapshotError> {
     let mut r = BufReader::with_capacity(1 << 16, r);
     let (header, offsets) = decode_header(&mut r)?;
-    // Reserve at most what a plausible header asks for; the body is checked against it anyway.
+    // Reserve what the header asks for, within the bounds; the body is checked against it.
+    let entries = |count: u64, bound: u64| usize::try_from(count.min(bound)).unwrap_or(0);
     let reserve = (
-        usize::try_from(header.counts.accounts.min(1 << 27)).unwrap_or(0),
-        usize::try_from(header.counts.cards.min(1 << 27)).unwrap_or(0),
-        usize::try_from(header.counts.holds.min(1 << 27)).unwrap_or(0),
+        entries(header.counts.accounts, bounds.accounts),
+        entries(header.counts.cards, bounds.cards),
+        entries(header.counts.holds, bounds.holds),
     );
     let (to_restorer, batches) = mpsc::sync_channel::<Batch>(BATCHES);
     let (to_scanner, replies) = mpsc::sync_channel::<Batch>(BATCHES);
