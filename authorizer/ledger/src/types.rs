@@ -536,6 +536,8 @@ impl ResponseCode {
     pub const INSUFFICIENT_FUNDS: ResponseCode = ResponseCode(*b"51");
     pub const EXPIRED_CARD: ResponseCode = ResponseCode(*b"54");
     pub const RESTRICTED_CARD: ResponseCode = ResponseCode(*b"62");
+    /// The identity of an earlier request with other content: not a repeat.
+    pub const DUPLICATE_TRANSMISSION: ResponseCode = ResponseCode(*b"94");
 
     /// Two ASCII alphanumeric characters.
     pub fn parse(text: &str) -> Option<ResponseCode> {

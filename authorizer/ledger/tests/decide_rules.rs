@@ -375,14 +375,14 @@ fn hold_expiry_depends_on_the_merchant_category() {
         ..authorization(1, 100)
     };
     let event = run(&mut state, &hotel, &NO_CHIP).event.unwrap();
-    let transmitted = parse_rfc3339_utc("2026-11-22T10:15:00Z").unwrap();
-    assert_eq!(event.expires_at.unwrap().0 - transmitted.0, 31 * 86_400);
+    // Counted from the decision (`now`), not from DE 7.
+    assert_eq!(event.expires_at.unwrap().0 - now().0, 31 * 86_400);
     let restaurant = run(&mut state, &authorization(2, 100), &NO_CHIP)
         .event
         .unwrap();
-    assert_eq!(restaurant.expires_at.unwrap().0 - transmitted.0, 7 * 86_400);
+    assert_eq!(restaurant.expires_at.unwrap().0 - now().0, 7 * 86_400);
     // After the restaurant hold expires only the hotel hold counts.
-    let later = UnixSeconds(transmitted.0 + 8 * 86_400);
+    let later = UnixSeconds(now().0 + 8 * 86_400);
     assert_eq!(
         state
             .open_to_buy(state.account_by_id("acc-1").unwrap(), later)
@@ -542,8 +542,9 @@ fn reversal_before_its_original_releases_the_late_original() {
         amount(0),
         "nothing known to release yet"
     );
-    assert_eq!(code(&run(&mut state, &original, &NO_CHIP)), "00");
-    assert_eq!(otb(&state), 10_000, "the late original is released at once");
+    // The network has reversed it: declined, nothing held.
+    assert_eq!(code(&run(&mut state, &original, &NO_CHIP)), "05");
+    assert_eq!(otb(&state), 10_000, "the late original holds nothing");
 }
 
 #[test]
@@ -622,5 +623,219 @@ fn config_bounds_are_enforced() {
         }
         .validate()
         .is_err()
+    );
+}
+
+// The holes a review found (docs/network.md, "Decision rules"): each test failed before its fix.
+
+#[test]
+fn a_stale_de7_is_a_field_in_error_and_cannot_spend_the_same_money_twice() {
+    let mut state = ready_state(10_000);
+    // DE 7 eight days before the clock: 11-14 10:15:00.
+    for stan in 1..=5 {
+        let stale = Request {
+            transmission: TransmissionStamp(1_114_101_500),
+            ..authorization(stan, 6_000)
+        };
+        let decision = run(&mut state, &stale, &NO_CHIP);
+        assert_eq!((code(&decision), decision.field_in_error), ("30", Some(7)));
+        assert!(decision.event.is_none());
+    }
+    assert_eq!(otb(&state), 10_000);
+    // Just inside the default skew (10 minutes) either way is a request like any other.
+    for (stan, de7) in [(6, 1_122_100_506), (7, 1_122_102_505)] {
+        let near = Request {
+            transmission: TransmissionStamp(de7),
+            ..authorization(stan, 1_000)
+        };
+        assert_eq!(code(&run(&mut state, &near, &NO_CHIP)), "00");
+    }
+    let too_far = Request {
+        transmission: TransmissionStamp(1_122_102_506),
+        ..authorization(8, 1_000)
+    };
+    assert_eq!(run(&mut state, &too_far, &NO_CHIP).field_in_error, Some(7));
+    assert_eq!(otb(&state), 8_000);
+}
+
+#[test]
+fn a_hold_expires_from_the_decision_never_from_de7() {
+    let mut state = ready_state(10_000);
+    // DE 7 five minutes before the decision.
+    let request = Request {
+        transmission: TransmissionStamp(1_122_101_005),
+        ..authorization(1, 100)
+    };
+    let event = run(&mut state, &request, &NO_CHIP).event.unwrap();
+    assert_eq!(event.expires_at.unwrap().0 - now().0, 7 * 86_400);
+    let advice = Request {
+        transmission: TransmissionStamp(1_122_101_005),
+        ..advice(2, 100, "00")
+    };
+    let event = run(&mut state, &advice, &NO_CHIP).event.unwrap();
+    assert_eq!(event.expires_at.unwrap().0 - now().0, 7 * 86_400);
+}
+
+#[test]
+fn apply_refuses_a_hold_that_has_expired_when_placed() {
+    let mut state = ready_state(10_000);
+    let mut event = run(&mut ready_state(10_000), &authorization(1, 6_000), &NO_CHIP)
+        .event
+        .unwrap();
+    event.expires_at = Some(event.at);
+    let hash = state.state_hash();
+    let error = state
+        .apply_json(Source::Authorizations, &event.to_json())
+        .unwrap_err();
+    assert!(error.to_string().contains("expires_at"), "{error}");
+    assert_eq!(state.state_hash(), hash, "nothing applied");
+}
+
+#[test]
+fn an_identity_repeated_with_another_amount_is_94_and_holds_nothing() {
+    let mut state = ready_state(10_000);
+    assert_eq!(
+        code(&run(&mut state, &authorization(1, 1_000), &NO_CHIP)),
+        "00"
+    );
+    let hash = state.state_hash();
+    let altered = run(&mut state, &authorization(1, 9_000), &NO_CHIP);
+    assert_eq!(code(&altered), "94");
+    assert!(!altered.repeat && altered.event.is_none() && altered.approval_code.is_none());
+    let other_currency = Request {
+        currency_transaction: Currency::new(840).unwrap(),
+        ..authorization(1, 1_000)
+    };
+    assert_eq!(code(&run(&mut state, &other_currency, &NO_CHIP)), "94");
+    assert_eq!(state.state_hash(), hash);
+    assert_eq!(otb(&state), 9_000);
+    // The true repeat still gets the first answer.
+    let repeat = Request {
+        mti: *b"0101",
+        ..authorization(1, 1_000)
+    };
+    let again = run(&mut state, &repeat, &NO_CHIP);
+    assert!(again.repeat && code(&again) == "00");
+}
+
+#[test]
+fn an_original_after_its_reversal_is_declined_and_holds_nothing() {
+    let mut state = ready_state(10_000);
+    let original = authorization(1, 2_500);
+    run(&mut state, &reversal_of(&original, 50, None), &NO_CHIP);
+    let late = run(&mut state, &original, &NO_CHIP);
+    assert_eq!(code(&late), "05");
+    assert!(late.approval_code.is_none());
+    assert_eq!(
+        late.event.as_ref().map(|e| e.kind),
+        Some(AuthorizationKind::Declined)
+    );
+    assert_eq!(otb(&state), 10_000);
+    // Its repeat is the same decline.
+    let repeat = run(
+        &mut state,
+        &Request {
+            mti: *b"0101",
+            ..original
+        },
+        &NO_CHIP,
+    );
+    assert!(repeat.repeat && code(&repeat) == "05");
+}
+
+#[test]
+fn declined_requests_cannot_lock_an_account() {
+    let mut state = ready_state(1_000);
+    let small = DecideConfig {
+        holds_per_account_max: 3,
+        ..config()
+    };
+    // Anyone with the PAN: many declined requests (over the limit each time).
+    for stan in 1..=10 {
+        let d = decide(&state, &authorization(stan, 5_000), &NO_CHIP, &small, now());
+        assert_eq!(code(&d), "51");
+        state
+            .apply(&Event::Authorization(d.event.unwrap()))
+            .unwrap();
+    }
+    // The card holder's own purchase is still decided on its money.
+    let mine = decide(&state, &authorization(100, 100), &NO_CHIP, &small, now());
+    assert_eq!(code(&mine), "00");
+    state
+        .apply(&Event::Authorization(mine.event.unwrap()))
+        .unwrap();
+    // Live holds with money still count: three of them, then 05.
+    for stan in 101..=102 {
+        let d = decide(&state, &authorization(stan, 100), &NO_CHIP, &small, now());
+        assert_eq!(code(&d), "00");
+        state
+            .apply(&Event::Authorization(d.event.unwrap()))
+            .unwrap();
+    }
+    let fourth = decide(&state, &authorization(103, 100), &NO_CHIP, &small, now());
+    assert_eq!(code(&fourth), "05");
+}
+
+#[test]
+fn an_event_id_determines_the_whole_event() {
+    let state = ready_state(10_000);
+    let config = config();
+    let event = decide(&state, &authorization(1, 100), &NO_CHIP, &config, now())
+        .event
+        .unwrap();
+    let later = decide(
+        &state,
+        &authorization(1, 100),
+        &NO_CHIP,
+        &config,
+        UnixSeconds(now().0 + 1),
+    )
+    .event
+    .unwrap();
+    assert_ne!(event.event_id, later.event_id, "`at` is part of the event");
+    let other_instance = DecideConfig {
+        instance: "auth-b".into(),
+        ..config.clone()
+    };
+    let b = decide(
+        &state,
+        &authorization(1, 100),
+        &NO_CHIP,
+        &other_instance,
+        now(),
+    )
+    .event
+    .unwrap();
+    assert_ne!(
+        event.event_id, b.event_id,
+        "`instance` is part of the event"
+    );
+    let other_rrn = Request {
+        retrieval_reference: Some("999999999999"),
+        ..authorization(1, 100)
+    };
+    let c = decide(&state, &other_rrn, &NO_CHIP, &config, now())
+        .event
+        .unwrap();
+    assert_ne!(event.event_id, c.event_id, "the trace is part of the event");
+    // The same request after its card moved to another account: another event.
+    let mut moved = ready_state(10_000);
+    let json = r#"{"schema":1,"type":"account.upserted","event_id":"acc-2","at":"2026-11-22T10:00:00Z","account_id":"acc-2","version":1,"status":"open","currency":"986","credit_limit":10000,"posted_balance":0}"#;
+    moved
+        .apply_json(Source::AccountUpdates, json.as_bytes())
+        .unwrap();
+    let json = format!(
+        r#"{{"schema":1,"type":"card.upserted","event_id":"card-v2","at":"2026-11-22T10:00:00Z","account_id":"acc-2","card_id":"card-1","version":2,"pan_hash":"{PAN_HASH}","pan_last4":"0010","expiry":"2811","psn":"01","status":"active","key_set":"mc-cvn17-1"}}"#
+    );
+    moved
+        .apply_json(Source::AccountUpdates, json.as_bytes())
+        .unwrap();
+    let d = decide(&moved, &authorization(1, 100), &NO_CHIP, &config, now())
+        .event
+        .unwrap();
+    assert_eq!(d.account_id(), "acc-2");
+    assert_ne!(
+        event.event_id, d.event_id,
+        "`account_id` is part of the event"
     );
 }

@@ -26,8 +26,12 @@ pub struct DecideConfig {
     pub hold_duration_rules: Vec<MccHoldRule>,
     /// Decline (05) a chip request whose ARQC did not verify. `false` lets it continue.
     pub decline_unverified_arqc: bool,
-    /// An account with this many hold records gets 05 on new authorizations.
+    /// An account with this many live holds with money (declined, released and expired
+    /// records do not count) gets 05 on new authorizations.
     pub holds_per_account_max: usize,
+    /// An authorization whose DE 7 is further than this from `now`, either way, has DE 7 in
+    /// error (30, DE 44 = 007). 1..=[`DecideConfig::TRANSMISSION_SKEW_MAX_S`] seconds.
+    pub transmission_skew_s: i64,
 }
 
 /// Why a [`DecideConfig`] is refused.
@@ -46,6 +50,9 @@ pub enum ConfigError {
     },
     HoldsPerAccount {
         value: usize,
+    },
+    TransmissionSkew {
+        value: i64,
     },
 }
 
@@ -76,6 +83,13 @@ impl std::fmt::Display for ConfigError {
             ConfigError::HoldsPerAccount { value } => {
                 write!(f, "holds_per_account_max {value} must be 1..=65536")
             }
+            ConfigError::TransmissionSkew { value } => {
+                write!(
+                    f,
+                    "transmission_skew_s {value} must be 1..={}",
+                    DecideConfig::TRANSMISSION_SKEW_MAX_S
+                )
+            }
         }
     }
 }
@@ -84,9 +98,14 @@ impl std::error::Error for ConfigError {}
 
 impl DecideConfig {
     pub const MCC_RULES_MAX: usize = 256;
+    /// A day: the bound of `transmission_skew_s`. Holds are retained for 45 days from DE 7 and
+    /// expire at most 31 days after the decision, so a DE 7 within a day of the decision always
+    /// outlives its hold's expiry.
+    pub const TRANSMISSION_SKEW_MAX_S: i64 = 86_400;
 
     /// Defaults: holds live 7 days; hotels and lodging (3501–3999, 7011), car rental (3351–3500,
-    /// 7512) and cruise lines (4411) 31 days; unverified ARQC declined; 1,024 holds per account.
+    /// 7512) and cruise lines (4411) 31 days; unverified ARQC declined; 1,024 live holds with
+    /// money per account; DE 7 within 10 minutes of the clock.
     pub fn new(instance: impl Into<String>) -> DecideConfig {
         const DAY_S: i64 = 86_400;
         DecideConfig {
@@ -121,6 +140,7 @@ impl DecideConfig {
             ],
             decline_unverified_arqc: true,
             holds_per_account_max: 1024,
+            transmission_skew_s: 600,
         }
     }
 
@@ -155,6 +175,11 @@ impl DecideConfig {
                     duration_s: rule.duration_s,
                 });
             }
+        }
+        if !(1..=Self::TRANSMISSION_SKEW_MAX_S).contains(&self.transmission_skew_s) {
+            return Err(ConfigError::TransmissionSkew {
+                value: self.transmission_skew_s,
+            });
         }
         if !(1..=65_536).contains(&self.holds_per_account_max) {
             return Err(ConfigError::HoldsPerAccount {

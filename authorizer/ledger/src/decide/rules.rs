@@ -1,10 +1,13 @@
 //! The rules of each flow (`docs/network.md`, section "Decision rules", normative): what to answer
 //! and which event to publish:
-//! * authorization (0100/0101), checks in order, the first that fails decides: duplicate (the
-//!   first answer again, byte for byte in DE 38 and DE 39), unknown card 14, card lost 41 /
-//!   stolen 43 / blocked 62 / closed 14, expired 54, ARQC present but not verified 05
-//!   (configurable), account frozen 62 / closed 14 / not yet known 05, currency 05, too many
-//!   holds on the account 05, open-to-buy 51, otherwise 00 with a DE 38 derived from the hold id;
+//! * authorization (0100/0101), checks in order, the first that fails decides: DE 7 further
+//!   than the skew from `now` 30 (DE 44 = 007), duplicate (the first answer again, byte for
+//!   byte in DE 38 and DE 39; the same identity with another amount or currency 94, nothing
+//!   held), unknown card 14, already reversed 05, card lost 41 / stolen 43 / blocked 62 /
+//!   closed 14, expired 54, ARQC present but not verified 05 (configurable), account frozen 62 /
+//!   closed 14 / not yet known 05, currency 05, too many live holds with money on the account
+//!   05, open-to-buy 51, otherwise 00 with a DE 38 derived from the hold id; a hold expires
+//!   from `now`, never from DE 7;
 //! * advice (0120/0121): never declined, answered 00; DE 39 of the advice 00 holds the amount
 //!   (even beyond open-to-buy), any other code holds nothing;
 //! * reversal (0400/0401/0420/0421): answered 00; releases the hold found through DE 90 down to
@@ -23,12 +26,11 @@ use crate::{
     ResponseCode, State, UnixSeconds,
 };
 
-fn hold_expiry(
-    config: &DecideConfig,
-    request: &Request<'_>,
-    transmitted_at: UnixSeconds,
-) -> UnixSeconds {
-    UnixSeconds(transmitted_at.0 + config.hold_duration_s(request.merchant_category))
+/// A hold counts from the moment it is decided (`now`), for the merchant category's duration:
+/// never from a time the request carries (DE 7 is the network's, and a stale one would give a
+/// hold that has already expired).
+fn hold_expiry(config: &DecideConfig, request: &Request<'_>, now: UnixSeconds) -> UnixSeconds {
+    UnixSeconds(now.0 + config.hold_duration_s(request.merchant_category))
 }
 
 pub(super) fn decide_authorization<'a>(
@@ -42,11 +44,21 @@ pub(super) fn decide_authorization<'a>(
     let Some(transmitted_at) = transmission_instant(request.transmission.0, now) else {
         return format_error(7);
     };
+    // A DE 7 far from the clock is a field in error: a stale one would name a hold that has
+    // already stopped counting, and the same money could be approved again with a new STAN.
+    if (transmitted_at.0 - now.0).abs() > config.transmission_skew_s {
+        return format_error(7);
+    }
     let identity = request.identity();
 
-    // Duplicate: the first answer again, and no state change.
+    // Duplicate: the first answer again, and no state change. An identity seen before with
+    // other content is not a repeat: 94, nothing held.
     if let Some(hold) = state.hold(&hold_id) {
         let first = if hold.has(parts::AUTH) {
+            let currency = state.account(hold.account()).currency();
+            if amount_in_account_currency(request, currency) != Some(hold.auth_amount()) {
+                return answer(ResponseCode::DUPLICATE_TRANSMISSION, Some(hold_id));
+            }
             Some(Decision {
                 approval_code: Some(ApprovalCode::of_hold(hold_id)),
                 ..answer(ResponseCode::APPROVED, Some(hold_id))
@@ -96,6 +108,12 @@ pub(super) fn decide_authorization<'a>(
     };
     let requested = (request.amount_transaction, request.currency_transaction);
 
+    // The network has already reversed this identity (the reversal arrived first): decline it,
+    // so that the answer never says "approved" for a hold that the reversal releases at once.
+    if state.hold(&hold_id).is_some_and(|h| h.has(parts::RELEASE)) {
+        return decline(ResponseCode::DO_NOT_HONOR, requested.0, requested.1);
+    }
+
     let card_code = match card.status() {
         CardStatus::Active => None,
         CardStatus::Lost => Some(ResponseCode::LOST_CARD),
@@ -134,7 +152,7 @@ pub(super) fn decide_authorization<'a>(
     };
     let currency = account.currency();
 
-    if state.hold_count(account) >= config.holds_per_account_max {
+    if state.live_holds_reach(account_index, now, config.holds_per_account_max) {
         return decline(ResponseCode::DO_NOT_HONOR, amount, currency);
     }
 
@@ -159,7 +177,7 @@ pub(super) fn decide_authorization<'a>(
         },
     );
     event.approval_code = Some(approval_code);
-    event.expires_at = Some(hold_expiry(config, request, transmitted_at));
+    event.expires_at = Some(hold_expiry(config, request, now));
     let decision = Decision {
         approval_code: Some(approval_code),
         account: Some(account_index),
@@ -217,7 +235,7 @@ pub(super) fn decide_advice<'a>(
         },
     );
     event.network_response_code = Some(network_code);
-    event.expires_at = Some(hold_expiry(config, request, transmitted_at));
+    event.expires_at = Some(hold_expiry(config, request, now));
     Decision {
         account: Some(account_index),
         event: Some(seal(event)),

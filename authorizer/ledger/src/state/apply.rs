@@ -368,6 +368,19 @@ impl State {
         e: &AuthorizationEvent<'_>,
         account: Option<AccountIndex>,
     ) -> Result<Applied, EventError> {
+        // A hold that has expired when it is placed holds nothing and would let the same money
+        // be approved again: the event is wrong (its decision took the expiry from a stale time).
+        if matches!(
+            e.kind,
+            AuthorizationKind::HoldPlaced | AuthorizationKind::HoldAdjusted
+        ) && e.expires_at.is_some_and(|expires_at| expires_at <= e.at)
+        {
+            return Err(EventError::InvalidField {
+                field: "expires_at",
+                value: e.expires_at.map(|t| t.to_string()).unwrap_or_default(),
+                expected: "an instant after `at`",
+            });
+        }
         let mut changed = false;
         // An event moves the watermark to its `at`, but never further than a day past the DE 7
         // it carries (the network's clock): one replica with a clock far ahead cannot retire

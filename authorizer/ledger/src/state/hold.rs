@@ -191,6 +191,15 @@ impl Hold {
     pub fn remaining_cap(&self) -> AmountMinor {
         self.remaining_cap
     }
+    /// The approved amount (zero without an approval part).
+    pub fn auth_amount(&self) -> AmountMinor {
+        self.auth_amount
+    }
+    /// Whether the hold counts against open-to-buy at `now` with money (an approval or an
+    /// approved advice, not reversed to zero, not cleared, not expired).
+    pub fn is_live_at(&self, now: UnixSeconds) -> bool {
+        self.held_at(now) != AmountMinor::ZERO
+    }
     pub fn expires_at(&self) -> UnixSeconds {
         self.expires_at
     }

@@ -222,6 +222,24 @@ impl State {
         self.hold_lists.count(&account.holds)
     }
 
+    /// Whether the account has at least `max` holds that count with money at `now` (approvals
+    /// and approved advices not reversed to zero, cleared or expired). Declined, released and
+    /// expired records do not count, so that declined requests can never make an account
+    /// unusable; they are bounded by their retention. Reads the account's hold list only when
+    /// it has `max` records or more, and stops at the `max`-th live one.
+    pub fn live_holds_reach(&self, index: AccountIndex, now: UnixSeconds, max: usize) -> bool {
+        let account = self.account(index);
+        if self.hold_lists.count(&account.holds) < max {
+            return false;
+        }
+        self.hold_lists
+            .of(&account.holds)
+            .iter()
+            .filter(|hold_id| self.holds[*hold_id].is_live_at(now))
+            .nth(max.saturating_sub(1))
+            .is_some()
+    }
+
     pub fn card(&self, pan_hash: &PanHash) -> Option<&Card> {
         self.cards.get(pan_hash)
     }

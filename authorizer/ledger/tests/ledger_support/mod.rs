@@ -208,6 +208,7 @@ pub fn render(spec: &Spec, account_for: usize, salt: u8, index: usize) -> LogEve
             amount,
             at_days,
         } => hold_event(
+            // A hold expires from its decision (`at`), never from its DE 7.
             *hold,
             "hold.placed",
             *at_days,
@@ -215,7 +216,7 @@ pub fn render(spec: &Spec, account_for: usize, salt: u8, index: usize) -> LogEve
             *amount,
             &format!(
                 r#","approval_code":"ABC123","expires_at":"{}""#,
-                rfc3339(hold_transmitted(*hold) + 7 * DAY)
+                rfc3339(hold_transmitted(*hold) + (*at_days + 7) * DAY)
             ),
         ),
         Spec::Adjusted {
@@ -232,7 +233,7 @@ pub fn render(spec: &Spec, account_for: usize, salt: u8, index: usize) -> LogEve
             &format!(
                 r#","network_response_code":"{}","expires_at":"{}""#,
                 if *approved { "00" } else { "05" },
-                rfc3339(hold_transmitted(*hold) + 31 * DAY)
+                rfc3339(hold_transmitted(*hold) + (*at_days + 31) * DAY)
             ),
         ),
         Spec::Released {
