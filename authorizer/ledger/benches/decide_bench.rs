@@ -171,4 +171,25 @@ fn main() {
         }
     });
     report("repeats", N as usize, times, format!(", {repeats} repeats"));
+
+    // 6. the same repeats the ledger thread's way (a repeat reads its account too: the currency
+    // of the first approval is the account's).
+    let mut repeats = 0u64;
+    let times = support::timed(|| {
+        for_each_prefetched(
+            &mut state,
+            &requests[..N as usize],
+            Prepared::new,
+            |state, prepared| {
+                let d = decide_prepared(state, prepared, &facts, &config, now);
+                repeats += u64::from(d.repeat);
+            },
+        );
+    });
+    report(
+        "repeats, prefetched",
+        N as usize,
+        times,
+        format!(", {repeats} repeats"),
+    );
 }

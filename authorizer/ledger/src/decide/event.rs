@@ -15,74 +15,49 @@ use crate::{
     ResponseCode, Trace, UnixSeconds,
 };
 
-/// Deterministic event id (UUID text, version 8): SHA-256 of every field of the event but the
-/// id itself, each at a fixed place or behind its length. The same decision made twice (same
-/// instance, same instant) yields the same id; two events that differ in any field never share
-/// one, so a replica's dedup window can never take one for the other (a shared id would make the
-/// second a "duplicate" and two replicas could end with different states). A cryptographic
-/// hash, because the request fields are chosen by the network: a crafted collision must not make
-/// a hold vanish.
+/// Deterministic event id (UUID text, version 8): SHA-256 of everything the event does to a
+/// replica's state: kind, hold, response codes, amounts, expiry, its instant `at` (which moves
+/// the watermark), its account, its DE 7 instant (which fixes the record's retention), and its
+/// currency and MTI; two SHA-256 blocks for account ids up to 44 bytes. The fields it leaves
+/// out change no state: the instance, the merchant category, the approval code (derived from
+/// the hold id) and the rest of the trace (DE 7, DE 11, DE 32, DE 33 and the PAN are the hold
+/// id's own inputs; the masked PAN and DE 37 are for people). So two events that share an id
+/// have the same effect on every replica, and dropping either as a duplicate loses nothing; the
+/// same decision made again at the same instant yields the same id. A cryptographic hash,
+/// because the request fields are chosen by the network: a crafted collision must not make a
+/// hold vanish.
 pub(super) fn event_id(event: &AuthorizationEvent<'_>) -> String {
+    const FIXED: usize = 75;
     let kind: u8 = match event.kind {
         AuthorizationKind::HoldPlaced => 1,
         AuthorizationKind::HoldAdjusted => 2,
         AuthorizationKind::HoldReleased => 3,
         AuthorizationKind::Declined => 4,
     };
-    // Fixed-width fields first (one SHA-256 block), then the texts, each behind its length.
-    let mut fixed = [0u8; 112];
-    fixed[..6].copy_from_slice(b"event4");
-    fixed[6] = kind;
-    fixed[7..23].copy_from_slice(&event.hold_id.0);
-    fixed[23..25].copy_from_slice(&event.response_code.0);
-    fixed[25..27].copy_from_slice(&event.network_response_code.map_or([0; 2], |c| c.0));
-    fixed[27..35].copy_from_slice(&event.amount_minor.minor().to_be_bytes());
-    fixed[35..43].copy_from_slice(
+    let mti: [u8; 4] = event.trace.mti.as_bytes().try_into().unwrap_or([b'?'; 4]);
+    let account_id = event.account_id.as_bytes();
+    let account_id = &account_id[..account_id.len().min(255)];
+    let mut input = [0u8; FIXED + 255];
+    input[..6].copy_from_slice(b"event4");
+    input[6] = kind;
+    input[7..23].copy_from_slice(&event.hold_id.0);
+    input[23..25].copy_from_slice(&event.response_code.0);
+    input[25..27].copy_from_slice(&event.network_response_code.map_or([0; 2], |c| c.0));
+    input[27..35].copy_from_slice(&event.amount_minor.minor().to_be_bytes());
+    input[35..43].copy_from_slice(
         &event
             .remaining_minor
             .map_or(-1, AmountMinor::minor)
             .to_be_bytes(),
     );
-    fixed[43..51].copy_from_slice(&event.expires_at.map_or(i64::MIN, |t| t.0).to_be_bytes());
-    fixed[51..59].copy_from_slice(&event.at.0.to_be_bytes());
-    fixed[59..61].copy_from_slice(&event.currency.code().to_be_bytes());
-    fixed[61..63].copy_from_slice(
-        &event
-            .merchant_category
-            .map_or(u16::MAX, |mcc| mcc)
-            .to_be_bytes(),
-    );
-    if let Some(code) = &event.approval_code {
-        fixed[63] = 1;
-        fixed[64..70].copy_from_slice(&code.0);
-    }
-    let trace = &event.trace;
-    fixed[70..78].copy_from_slice(&trace.transmission.0.to_be_bytes());
-    fixed[78..86].copy_from_slice(&trace.transmitted_at.0.to_be_bytes());
-    fixed[86..90].copy_from_slice(&trace.stan.0.to_be_bytes());
-    fixed[90..98].copy_from_slice(&trace.acquirer.0.to_be_bytes());
-    fixed[98..106].copy_from_slice(&trace.forwarder.0.to_be_bytes());
-    let mut hasher = Sha256::new();
-    hasher.update(fixed);
-    let texts: [Option<&str>; 5] = [
-        Some(&event.instance),
-        Some(&event.account_id),
-        Some(&trace.mti),
-        Some(&trace.pan_masked),
-        trace.retrieval_reference.as_deref(),
-    ];
-    for text in texts {
-        match text {
-            // A length of u16::MAX marks an absent text (every text is shorter).
-            None => hasher.update(u16::MAX.to_be_bytes()),
-            Some(text) => {
-                let len = u16::try_from(text.len()).unwrap_or(u16::MAX - 1);
-                hasher.update(len.to_be_bytes());
-                hasher.update(text.as_bytes());
-            }
-        }
-    }
-    let digest = hasher.finalize();
+    input[43..51].copy_from_slice(&event.expires_at.map_or(i64::MIN, |t| t.0).to_be_bytes());
+    input[51..59].copy_from_slice(&event.at.0.to_be_bytes());
+    input[59..67].copy_from_slice(&event.trace.transmitted_at.0.to_be_bytes());
+    input[67..69].copy_from_slice(&event.currency.code().to_be_bytes());
+    input[69..73].copy_from_slice(&mti);
+    input[73..75].copy_from_slice(&(account_id.len() as u16).to_be_bytes());
+    input[FIXED..FIXED + account_id.len()].copy_from_slice(account_id);
+    let digest = Sha256::digest(&input[..FIXED + account_id.len()]);
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8 (custom)
