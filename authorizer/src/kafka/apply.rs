@@ -8,10 +8,18 @@
 //! the state is exactly "every record below them, applied".
 //!
 //! Ready means: every partition's next offset reached the high watermark seen when the consumer
-//! started. Readiness is one-way; tailing continues afterwards.
+//! started; tailing continues afterwards. Readiness is one-way but for one case: a halt.
 //!
-//! Never: apply a record twice at the same offset, move an offset back, or lose a rejected event
-//! (the ledger thread waits for room in the dead-letter queue rather than drop one).
+//! A rejection that says nothing about the event but about this replica (the state reached a
+//! capacity bound, [`Apply::halts`]) is not a dead letter: skipping the event would leave this
+//! replica without a hold or an account that every other replica has. The applier **halts**
+//! instead: it applies nothing more from any partition, keeps the offset of that record (so a
+//! restart, once the operator has raised the bound, applies it), logs an error, sets the
+//! `ledger_halted` metric, and is no longer ready.
+//!
+//! Never: apply a record twice at the same offset, move an offset back, skip an event because of
+//! this replica's own limits, or lose a rejected event (the ledger thread waits for room in the
+//! dead-letter queue rather than drop one).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,6 +48,19 @@ pub trait Apply {
         record: &LogRecord,
         event: &Result<Event<'_>, EventError>,
     ) -> Result<(), Self::Rejection>;
+    /// Whether a rejection is about this replica rather than the event (a capacity bound): the
+    /// applier then halts instead of dead-lettering. By default no rejection halts.
+    fn halts(_rejection: &Self::Rejection) -> bool {
+        false
+    }
+}
+
+/// Why an applier stopped applying: the record it could not apply, which stays unapplied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Halt {
+    pub tp: TopicPartition,
+    pub offset: i64,
+    pub reason: String,
 }
 
 /// Where rejected events go.
@@ -60,6 +81,8 @@ pub struct Progress {
     pub rejected: u64,
     pub duplicates: u64,
     pub ready: bool,
+    /// The applier halted ([`Applier::halt`]): nothing more is applied.
+    pub halted: bool,
 }
 
 struct Slot {
@@ -77,6 +100,7 @@ pub struct Applier {
     ready_tx: watch::Sender<bool>,
     dead_letters: DeadLetters,
     metrics: Arc<LogMetrics>,
+    halt: Option<Halt>,
 }
 
 impl Applier {
@@ -132,6 +156,7 @@ impl Applier {
             ready_tx,
             dead_letters,
             metrics,
+            halt: None,
         }
     }
 
@@ -152,6 +177,14 @@ impl Applier {
             .add_rejected(self.progress.rejected - before.rejected);
         self.metrics
             .add_duplicates(self.progress.duplicates - before.duplicates);
+        if self.halt.is_some() {
+            if self.progress.ready || !self.progress.halted {
+                self.progress.ready = false;
+                self.ready_tx.send_replace(false);
+            }
+            self.progress.halted = true;
+            return;
+        }
         if !self.progress.ready && self.behind == 0 {
             self.progress.ready = true;
             self.ready_tx.send_replace(true);
@@ -164,6 +197,9 @@ impl Applier {
         record: &LogRecord,
         event: Option<&Result<Event<'_>, EventError>>,
     ) {
+        if self.halt.is_some() {
+            return;
+        }
         let Some(slot) = self.slots.get_mut(&(record.source, record.partition)) else {
             tracing::error!(source = ?record.source, partition = record.partition, "record from a partition not assigned; ignored");
             return;
@@ -174,7 +210,28 @@ impl Applier {
         }
         let reason = match event {
             None => Some("record has no value (a tombstone); events are never deleted".to_owned()),
-            Some(event) => state.apply(record, event).err().map(|e| e.to_string()),
+            Some(event) => match state.apply(record, event) {
+                Ok(()) => None,
+                Err(rejection) if A::halts(&rejection) => {
+                    let halt = Halt {
+                        tp: slot.tp.clone(),
+                        offset: record.offset,
+                        reason: rejection.to_string(),
+                    };
+                    tracing::error!(
+                        topic = %halt.tp.topic,
+                        partition = halt.tp.partition,
+                        offset = halt.offset,
+                        reason = %halt.reason,
+                        "ledger halted: this replica cannot apply an event every replica must have; \
+                         nothing more is applied until the bound is raised and the process restarted"
+                    );
+                    self.metrics.set_halted(true);
+                    self.halt = Some(halt);
+                    return;
+                }
+                Err(rejection) => Some(rejection.to_string()),
+            },
         };
         let was_behind = slot.next < slot.target;
         slot.next = record.offset + 1;
@@ -227,6 +284,11 @@ impl Applier {
         self.progress
     }
 
+    /// `Some` once the applier halted: the record it could not apply (see the module doc).
+    pub fn halt(&self) -> Option<&Halt> {
+        self.halt.as_ref()
+    }
+
     /// True once every partition caught up with its start high watermark.
     pub fn is_ready(&self) -> bool {
         self.progress.ready
@@ -252,6 +314,10 @@ impl Apply for ledger::State {
 
     fn prefetch(&self, batch: &RecordBatch) {
         self.prefetch_events(batch.events());
+    }
+
+    fn halts(rejection: &EventError) -> bool {
+        matches!(rejection, EventError::CapacityExceeded { .. })
     }
 
     fn apply(
@@ -373,6 +439,47 @@ mod tests {
             "{}",
             letters[1].reason
         );
+    }
+
+    /// A capacity bound of this replica (here: 65,535 distinct key sets) is not the event's
+    /// fault: the applier halts at that record instead of skipping it.
+    const KEY_SETS_MAX: usize = u16::MAX as usize;
+
+    #[test]
+    fn a_capacity_error_halts_the_ledger_and_keeps_the_offset_instead_of_skipping_the_event() {
+        let cards = KEY_SETS_MAX + 1;
+        let mut a = applier(0, cards as i64 + 1);
+        let mut state = ledger::State::new(ledger::LedgerConfig::default());
+        let card = |i: usize| {
+            format!(
+                r#"{{"schema":1,"type":"card.upserted","event_id":"c{i}","at":"2026-11-22T10:00:00Z","account_id":"acc-1","card_id":"card-{i}","version":1,"pan_hash":"{:064x}","pan_last4":"0010","expiry":"2811","psn":"01","status":"active","key_set":"ks-{i}"}}"#,
+                i + 1
+            )
+        };
+        let mut records: Vec<LogRecord> = (0..cards)
+            .map(|i| record(0, i as i64, Some(card(i).as_bytes())))
+            .collect();
+        let account = br#"{"schema":1,"type":"account.upserted","event_id":"a1","at":"2026-11-22T10:00:00Z","account_id":"acc-1","version":1,"status":"open","currency":"986","credit_limit":100,"posted_balance":0}"#;
+        records.push(record(0, cards as i64, Some(account)));
+        a.apply_batch(&mut state, &RecordBatch::parse(records));
+        let halt = a.halt().expect("halted").clone();
+        assert_eq!(halt.offset, KEY_SETS_MAX as i64);
+        assert!(halt.reason.contains("key set"), "{}", halt.reason);
+        // Nothing after it was applied, its offset is kept, nothing was dead-lettered.
+        assert_eq!(
+            a.offsets()[&TopicPartition::new("updates", 0)],
+            KEY_SETS_MAX as i64
+        );
+        assert!(
+            state
+                .account_by_id("acc-1")
+                .is_none_or(|i| { state.account(i).status() == ledger::AccountStatus::Unknown })
+        );
+        let p = a.progress();
+        assert!(p.halted && !p.ready);
+        assert_eq!(p.rejected, 0);
+        assert_eq!(a.metrics.snapshot().ledger_halted, 1);
+        assert!(a.into_kept_dead_letters().is_empty());
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub struct LogMetrics {
     consumer_pauses: AtomicU64,
     spool_depth: AtomicU64,
     events_spooled: AtomicU64,
+    halted: AtomicU64,
     partitions: Mutex<BTreeMap<TopicPartition, PartitionProgress>>,
     produce_latency_us: Mutex<Histogram<u64>>,
 }
@@ -58,6 +59,8 @@ pub struct MetricsSnapshot {
     pub consumer_pauses: u64,
     pub spool_depth: u64,
     pub events_spooled: u64,
+    /// 1 once the ledger halted on an event it cannot apply (a capacity bound), else 0.
+    pub ledger_halted: u64,
     pub partitions: BTreeMap<TopicPartition, PartitionProgress>,
     pub produce_count: u64,
     pub produce_latency_us_p50: u64,
@@ -82,6 +85,7 @@ impl Default for LogMetrics {
             consumer_pauses: AtomicU64::new(0),
             spool_depth: AtomicU64::new(0),
             events_spooled: AtomicU64::new(0),
+            halted: AtomicU64::new(0),
             partitions: Mutex::new(BTreeMap::new()),
             produce_latency_us: Mutex::new(
                 Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("static histogram bounds"),
@@ -91,6 +95,9 @@ impl Default for LogMetrics {
 }
 
 impl LogMetrics {
+    pub fn set_halted(&self, halted: bool) {
+        self.halted.store(u64::from(halted), Ordering::Relaxed);
+    }
     pub fn add_applied(&self, n: u64) {
         self.events_applied.fetch_add(n, Ordering::Relaxed);
     }
@@ -160,6 +167,7 @@ impl LogMetrics {
             consumer_pauses: self.consumer_pauses.load(Ordering::Relaxed),
             spool_depth: self.spool_depth.load(Ordering::Relaxed),
             events_spooled: self.events_spooled.load(Ordering::Relaxed),
+            ledger_halted: self.halted.load(Ordering::Relaxed),
             partitions: self
                 .partitions
                 .lock()

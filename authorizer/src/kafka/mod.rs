@@ -169,6 +169,14 @@ pub enum LogError {
     Spool(Box<SpoolError>),
     #[error("the {what} stopped before the work was done")]
     Stopped { what: &'static str },
+    #[error(
+        "ledger halted at {tp} offset {offset}: {reason}; this replica cannot apply an event every replica must have, and skipping it would make it diverge: raise the bound and restart (the offset is kept, nothing after it was applied)"
+    )]
+    Halted {
+        tp: TopicPartition,
+        offset: i64,
+        reason: String,
+    },
 }
 
 impl From<SpoolError> for LogError {

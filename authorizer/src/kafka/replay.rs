@@ -96,7 +96,16 @@ pub fn replay<A: Apply>(
             break Ok(());
         }
         match rx.recv() {
-            Ok(Consumed::Records(records)) => applier.apply_batch(&mut state, &records),
+            Ok(Consumed::Records(records)) => {
+                applier.apply_batch(&mut state, &records);
+                if let Some(halt) = applier.halt() {
+                    break Err(LogError::Halted {
+                        tp: halt.tp.clone(),
+                        offset: halt.offset,
+                        reason: halt.reason.clone(),
+                    });
+                }
+            }
             Ok(Consumed::Failed(e)) => break Err(e),
             Err(_) => break Err(LogError::Stopped { what: "consumer" }),
         }
@@ -174,7 +183,14 @@ impl<A: Apply + Send + 'static> Follower<A> {
                     let failed = match rx.recv_timeout(Duration::from_millis(100)) {
                         Ok(Consumed::Records(records)) => {
                             applier.apply_batch(&mut state, &records);
-                            None
+                            applier.halt().map(|halt| {
+                                LogError::Halted {
+                                    tp: halt.tp.clone(),
+                                    offset: halt.offset,
+                                    reason: halt.reason.clone(),
+                                }
+                                .to_string()
+                            })
                         }
                         Ok(Consumed::Failed(e)) => Some(e.to_string()),
                         Err(RecvTimeoutError::Timeout) => continue,
