@@ -16,7 +16,7 @@
 //! last entry into the hole (`swap_remove`) and shifts the index back (no tombstones), so the
 //! table never degrades.
 //!
-//! Big tables ask for transparent huge pages ([`advise_huge_pages`]).
+//! Big tables ask for transparent huge pages (`advise_huge_pages`).
 //!
 //! Must never: depend on a random seed (iteration order is a pure function of the operations
 //! applied, like everything in the ledger); read a key's bytes as anything but its own. Keys chosen

@@ -1,5 +1,6 @@
 //! Apply rules and rejection reasons of the ledger, one test per rule.
 
+use ledger::state::WATERMARK_QUORUM;
 use ledger::{
     AccountStatus, Applied, Event, EventError, HoldId, LedgerConfig, PanHash, PanKey, Source,
     State, UnixSeconds,
@@ -333,22 +334,29 @@ fn expired_holds_do_not_count_and_retired_holds_are_purged() {
         1,
         "expiry alone does not remove the record"
     );
-    // An authorizer event 46 days later moves the watermark past the retention.
-    let late = hold_json(
-        "x1",
-        "authorization.declined",
-        "2027-01-07T10:15:00Z",
-        10,
-        "",
+    // Authorizer events 46 days later (as many as the watermark's quorum) move the watermark
+    // past the retention.
+    for i in 0..WATERMARK_QUORUM {
+        let late = hold_json(
+            &format!("x{i}"),
+            "authorization.declined",
+            "2027-01-07T10:15:00Z",
+            10,
+            "",
+        );
+        let late = String::from_utf8(late)
+            .unwrap()
+            .replace("h-0011", &format!("h-99{i}1"))
+            .replace("1122101500", "0107101500")
+            .replace("2026-11-22T10:15:00Z", "2027-01-07T10:15:00Z");
+        s.apply_json(Source::Authorizations, late.as_bytes())
+            .unwrap();
+    }
+    assert_eq!(
+        s.counts().holds,
+        WATERMARK_QUORUM as u64,
+        "only the new decline records are left"
     );
-    let late = String::from_utf8(late)
-        .unwrap()
-        .replace("h-0011", "h-9911")
-        .replace("1122101500", "0107101500")
-        .replace("2026-11-22T10:15:00Z", "2027-01-07T10:15:00Z");
-    s.apply_json(Source::Authorizations, late.as_bytes())
-        .unwrap();
-    assert_eq!(s.counts().holds, 1, "only the new decline record is left");
     assert!(s.hold(&HoldId::parse(HOLD).unwrap()).is_none());
     // A part of the retired hold that arrives now is dropped.
     assert_eq!(
@@ -562,18 +570,21 @@ fn a_runaway_clock_cannot_retire_holds() {
     .unwrap();
     s.apply_json(Source::Authorizations, &placed("p1", 2_500))
         .unwrap();
-    // Another replica's event stamped a year ahead, for a request whose DE 7 is today.
-    let ahead = String::from_utf8(hold_json(
-        "x1",
-        "authorization.declined",
-        "2027-11-22T10:15:00Z",
-        10,
-        "",
-    ))
-    .unwrap()
-    .replace("h-0011", "h-9911");
-    s.apply_json(Source::Authorizations, ahead.as_bytes())
-        .unwrap();
+    // Another replica's events stamped a year ahead, for requests whose DE 7 is today (as many
+    // as the watermark's quorum, so that they could move it).
+    for i in 0..WATERMARK_QUORUM {
+        let ahead = String::from_utf8(hold_json(
+            &format!("x{i}"),
+            "authorization.declined",
+            "2027-11-22T10:15:00Z",
+            10,
+            "",
+        ))
+        .unwrap()
+        .replace("h-0011", &format!("h-99{i}1"));
+        s.apply_json(Source::Authorizations, ahead.as_bytes())
+            .unwrap();
+    }
     assert_eq!(
         s.watermark().to_string(),
         "2026-11-23T10:15:00Z",
@@ -581,4 +592,67 @@ fn a_runaway_clock_cannot_retire_holds() {
     );
     assert!(s.hold(&HoldId::parse(HOLD).unwrap()).is_some());
     assert_eq!(otb(&s), 7_500);
+}
+
+/// An authorizer event (published by hand, or corrupt) dated decades ahead, among real
+/// traffic, on two replicas that apply the log in different orders.
+#[test]
+fn one_far_future_event_cannot_drag_the_watermark_and_two_replicas_converge() {
+    let far = String::from_utf8(hold_json(
+        "far",
+        "authorization.declined",
+        "2060-01-01T00:00:00Z",
+        10,
+        "",
+    ))
+    .unwrap()
+    .replace("h-0011", "h-ffff")
+    .replace("2026-11-22T10:15:00Z", "2060-01-01T00:00:00Z")
+    .replace("1122101500", "0101000000");
+    let second_hold = String::from_utf8(placed("p2", 1_000))
+        .unwrap()
+        .replace("h-0011", "h-2211")
+        .replace("000123", "000124");
+    let log: Vec<(Source, Vec<u8>)> = vec![
+        (
+            Source::AccountUpdates,
+            account_json("e1", 1, 10_000, 0, &[]),
+        ),
+        (Source::Authorizations, placed("p1", 2_500)),
+        (Source::Authorizations, far.into_bytes()),
+        (Source::Authorizations, second_hold.into_bytes()),
+        (Source::AccountUpdates, card_json("c1", 1, "active")),
+        (Source::Authorizations, released("r1", 2_000)),
+    ];
+    let mut a = state();
+    for (source, payload) in &log {
+        a.apply_json(*source, payload).unwrap();
+    }
+    // Replica B reads the cloud's topic first, and the authorizations in reverse batches.
+    let mut b = state();
+    for (source, payload) in log.iter().filter(|(s, _)| *s == Source::AccountUpdates) {
+        b.apply_json(*source, payload).unwrap();
+    }
+    for (source, payload) in log
+        .iter()
+        .rev()
+        .filter(|(s, _)| *s == Source::Authorizations)
+    {
+        b.apply_json(*source, payload).unwrap();
+    }
+    for s in [&a, &b] {
+        assert!(
+            s.watermark() < ledger::time::parse_rfc3339_utc("2026-12-01T00:00:00Z").unwrap(),
+            "watermark {} dragged",
+            s.watermark()
+        );
+        assert!(
+            s.hold(&HoldId::parse(HOLD).unwrap()).is_some(),
+            "the live hold stays"
+        );
+        // 2,000 left of the first hold, 1,000 of the second.
+        assert_eq!(otb(s), 7_000);
+        s.assert_invariants();
+    }
+    assert_eq!(a.state_hash(), b.state_hash());
 }

@@ -194,19 +194,21 @@ fn with_version(bytes: &[u8], version: u32) -> Vec<u8> {
 }
 
 #[test]
-fn version_1_files_are_rejected_as_unsupported() {
-    assert_eq!(snapshot::FORMAT_VERSION, 2);
-    let old = with_version(&encode(&fixed_state()), 1);
-    match snapshot::read(&old[..]) {
-        Err(SnapshotError::UnsupportedVersion {
-            found: 1,
-            supported: 2,
-        }) => {}
-        other => panic!("expected UnsupportedVersion, got {other:?}"),
+fn versions_1_and_2_are_rejected_as_unsupported() {
+    assert_eq!(snapshot::FORMAT_VERSION, 3);
+    for version in [1, 2] {
+        let old = with_version(&encode(&fixed_state()), version);
+        match snapshot::read(&old[..]) {
+            Err(SnapshotError::UnsupportedVersion {
+                found,
+                supported: 3,
+            }) if found == version => {}
+            other => panic!("expected UnsupportedVersion, got {other:?}"),
+        }
     }
     let text = SnapshotError::UnsupportedVersion {
-        found: 1,
-        supported: 2,
+        found: 2,
+        supported: 3,
     }
     .to_string();
     assert!(text.contains("older") && text.contains("rebuild"), "{text}");

@@ -137,6 +137,8 @@ fn forge(records: &[Vec<u8>], counts: [u64; 4]) -> Vec<u8> {
         fields.extend_from_slice(&count.to_be_bytes());
     }
     fields.extend_from_slice(&0u32.to_be_bytes());
+    // No watermark votes.
+    fields.push(0);
     let mut file = Vec::new();
     file.extend_from_slice(b"AUTHSNAP");
     file.extend_from_slice(&snapshot::FORMAT_VERSION.to_be_bytes());

@@ -28,12 +28,7 @@ use crate::{
 /// hold vanish.
 pub(super) fn event_id(event: &AuthorizationEvent<'_>) -> String {
     const FIXED: usize = 75;
-    let kind: u8 = match event.kind {
-        AuthorizationKind::HoldPlaced => 1,
-        AuthorizationKind::HoldAdjusted => 2,
-        AuthorizationKind::HoldReleased => 3,
-        AuthorizationKind::Declined => 4,
-    };
+    let kind = event.kind.code();
     let mti: [u8; 4] = event.trace.mti.as_bytes().try_into().unwrap_or([b'?'; 4]);
     let account_id = event.account_id.as_bytes();
     let account_id = &account_id[..account_id.len().min(255)];

@@ -48,6 +48,17 @@ impl AuthorizationKind {
         }
     }
 
+    /// The kind as one byte (event ids, watermark votes): 1 placed, 2 adjusted, 3 released,
+    /// 4 declined.
+    pub fn code(self) -> u8 {
+        match self {
+            AuthorizationKind::HoldPlaced => 1,
+            AuthorizationKind::HoldAdjusted => 2,
+            AuthorizationKind::HoldReleased => 3,
+            AuthorizationKind::Declined => 4,
+        }
+    }
+
     pub fn parse(text: &str) -> Option<AuthorizationKind> {
         match text {
             "hold.placed" => Some(AuthorizationKind::HoldPlaced),

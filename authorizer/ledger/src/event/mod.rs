@@ -5,7 +5,7 @@
 //! Parsing never panics and never trusts a field: every value is checked and bounded here, and
 //! every rejection names the field and the value in [`EventError`]. Strings are borrowed from
 //! the input where JSON allows it (no escapes), so parsing allocates only for `cleared_holds`.
-//! The JSON is read by [`super::json::Reader`] into the wire structs of `cloud.rs` and
+//! The JSON is read by `super::json::Reader` into the wire structs of `cloud.rs` and
 //! `authorization.rs`; `serde_json` into the same structs is kept as `reference` (tests and
 //! feature `fuzzing`), which the reader must match on every input (differential proptests in
 //! `reference.rs`, fuzz target `event_parse`).

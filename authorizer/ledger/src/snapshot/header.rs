@@ -13,7 +13,8 @@ use super::{
     FORMAT_VERSION, HEADER_LEN_MAX, Header, MAGIC, OFFSETS_MAX, RecordCounts, ResumeOffsets,
     SnapshotError,
 };
-use crate::{StateHash, UnixSeconds};
+use crate::state::{WATERMARK_QUORUM, WatermarkVote, WatermarkVotes};
+use crate::{HoldId, StateHash, UnixSeconds};
 
 pub(super) fn encode_header(header: &Header, offsets: &ResumeOffsets) -> Vec<u8> {
     let mut fields = Vec::with_capacity(128 + offsets.len() * 32);
@@ -34,6 +35,13 @@ pub(super) fn encode_header(header: &Header, offsets: &ResumeOffsets) -> Vec<u8>
         fields.extend_from_slice(topic.as_bytes());
         fields.extend_from_slice(&partition.to_be_bytes());
         fields.extend_from_slice(&offset.to_be_bytes());
+    }
+    let votes = header.watermark_votes.largest();
+    fields.push(u8::try_from(votes.len()).expect("at most the quorum"));
+    for vote in votes {
+        fields.extend_from_slice(&vote.at.0.to_be_bytes());
+        fields.extend_from_slice(&vote.hold_id.0);
+        fields.push(vote.kind);
     }
     let mut out = Vec::with_capacity(fields.len() + 20);
     out.extend_from_slice(&MAGIC);
@@ -123,6 +131,29 @@ pub(super) fn decode_header(r: &mut impl Read) -> Result<(Header, ResumeOffsets)
                 reason: "resume offset out of bounds",
             })?;
     }
+    let vote_count = usize::from(c.u8().map_err(header_invalid)?);
+    if vote_count > WATERMARK_QUORUM {
+        return Err(SnapshotError::HeaderInvalid {
+            reason: "more watermark votes than the quorum",
+        });
+    }
+    let mut votes = Vec::with_capacity(vote_count);
+    for _ in 0..vote_count {
+        votes.push(WatermarkVote {
+            at: UnixSeconds(c.i64().map_err(header_invalid)?),
+            hold_id: HoldId(c.array::<16>().map_err(header_invalid)?),
+            kind: c.u8().map_err(header_invalid)?,
+        });
+    }
+    let watermark_votes =
+        WatermarkVotes::from_largest(votes).ok_or(SnapshotError::HeaderInvalid {
+            reason: "watermark votes not distinct and largest first",
+        })?;
+    if watermark_votes.watermark() != watermark {
+        return Err(SnapshotError::HeaderInvalid {
+            reason: "the watermark does not follow from its votes",
+        });
+    }
     if !c.bytes.is_empty() {
         return Err(SnapshotError::HeaderInvalid {
             reason: "bytes left over in header",
@@ -138,6 +169,7 @@ pub(super) fn decode_header(r: &mut impl Read) -> Result<(Header, ResumeOffsets)
             format_version,
             created_at_ms,
             watermark,
+            watermark_votes,
             state_hash,
             counts,
         },

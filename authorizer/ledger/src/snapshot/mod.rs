@@ -3,7 +3,7 @@
 //! ```text
 //! header (plain):
 //!   magic            8 bytes  "AUTHSNAP"
-//!   format_version   u32 BE   2           ┐ these three fields keep their place in every
+//!   format_version   u32 BE   3           ┐ these three fields keep their place in every
 //!   header_len       u32 BE   ≤ 1 MiB     ┘ future version, so the checksum is checked first
 //!   created_at_ms    i64 BE   log time the snapshotter chose (never read from a clock here)
 //!   watermark_s      i64 BE   the ledger's hold watermark
@@ -11,6 +11,8 @@
 //!   counts           4 × u64 BE: accounts, cards, hold records, cleared markers
 //!   offsets          u32 BE n ≤ 65,536, then n × (u16 BE topic length ≤ 249, topic UTF-8,
 //!                    i32 BE partition, i64 BE next offset to read)
+//!   watermark votes  u8 n ≤ 3 (the quorum), then n × (i64 BE vote, 16-byte hold id, u8 kind),
+//!                    largest first; `watermark_s` must be the n-th when n is the quorum, else 0
 //!   header_crc32c    u32 BE over every byte above
 //! body: one zstd frame (with zstd's own content checksum) of records:
 //!   u32 BE length ≤ 64 KiB, then the record's bytes, in this order:
@@ -25,8 +27,10 @@
 //!   one zstd would tolerate, can change unnoticed); nothing after it.
 //! ```
 //!
-//! Version 1 (state hash v1, a crc32c in the end record) is no longer read: its files are
-//! rejected as [`SnapshotError::UnsupportedVersion`]. The end record lost its crc32c because
+//! Versions 1 and 2 are no longer read: their files are rejected as
+//! [`SnapshotError::UnsupportedVersion`]. Version 2 had no watermark votes (its watermark was
+//! the largest vote, which one event could drag) and state hash v2. Version 1 had state hash v1
+//! and a crc32c in the end record. The end record lost its crc32c because
 //! it covered the very bytes zstd's content checksum covers, and every byte of the file is
 //! covered by the header and trailer crc32c.
 //!
@@ -53,6 +57,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::state::WatermarkVotes;
 use crate::{StateHash, UnixSeconds};
 
 mod body;
@@ -66,9 +71,10 @@ pub use reader::{RESERVE_UNSIZED, Reserve, read, read_sized, read_with_config};
 pub use writer::write;
 
 pub const MAGIC: [u8; 8] = *b"AUTHSNAP";
-/// Version 2: the state hash is `authorizer.state-hash.v2` (XXH3 per record) and the end record
-/// has no crc32c of its own. Version 1 files are rejected ([`SnapshotError::UnsupportedVersion`]).
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 3: the header carries the watermark's votes and the state hash is
+/// `authorizer.state-hash.v3` (XXH3 per record, and the votes). Older files are rejected
+/// ([`SnapshotError::UnsupportedVersion`]).
+pub const FORMAT_VERSION: u32 = 3;
 const HEADER_LEN_MAX: u32 = 1 << 20;
 const RECORD_LEN_MAX: u32 = 1 << 16;
 const OFFSETS_MAX: usize = 65_536;
@@ -146,6 +152,8 @@ pub struct Header {
     pub format_version: u32,
     pub created_at_ms: i64,
     pub watermark: UnixSeconds,
+    /// The votes the watermark follows from (see `State::watermark_votes`).
+    pub watermark_votes: WatermarkVotes,
     pub state_hash: StateHash,
     pub counts: RecordCounts,
 }

@@ -165,11 +165,13 @@ fn read_reserving<R: Read>(
             });
         }
     }
-    let mut state = restore.finish(header.watermark).map_err(restore_error)?;
+    let mut state = restore
+        .finish(header.watermark_votes.clone())
+        .map_err(restore_error)?;
     cards.finish(&mut state).map_err(restore_error)?;
     // The hash of the records read, each of which the restored state encodes back to exactly:
     // so this is the hash of the restored state, computed in one pass while the data is hot.
-    let recomputed = sum.finish(header.watermark);
+    let recomputed = sum.finish(&header.watermark_votes);
     if recomputed != header.state_hash {
         return Err(SnapshotError::StateHashMismatch {
             header: header.state_hash,

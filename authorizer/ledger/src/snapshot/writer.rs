@@ -36,6 +36,7 @@ pub fn write<W: Write>(
         format_version: FORMAT_VERSION,
         created_at_ms,
         watermark: state.watermark(),
+        watermark_votes: state.watermark_votes().clone(),
         state_hash: state.state_hash(),
         counts: record_counts(state),
     };

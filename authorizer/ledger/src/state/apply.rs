@@ -13,7 +13,8 @@
 //!   remove wins, and a release that arrives first simply waits for its hold), the decline
 //!   (`authorization.declined`);
 //! * postings (`cleared_holds`) are a set of cleared-hold markers (remove wins, in any order);
-//! * the hold watermark is the maximum `at` of the authorizers' events applied (a max).
+//! * the hold watermark is the quorum-th largest vote of the authorizers' events applied
+//!   (`watermark.rs`: a function of the set).
 //!
 //! # Time and cleanup
 //!
@@ -22,8 +23,9 @@
 //! expired at `now`, without changing the state. Records are removed by one deterministic rule:
 //! a hold record is retained until `transmitted_at + HOLD_RETENTION_S` (DE 7 of the request, the
 //! same for every part of one hold), a cleared marker until its posting's `at +
-//! CLEARED_RETENTION_S`; the watermark is the max over authorizer events of
-//! `min(at, transmitted_at + 1 day)` (so one replica's runaway clock cannot retire holds early);
+//! CLEARED_RETENTION_S`; the watermark is the [`WATERMARK_QUORUM`](super::WATERMARK_QUORUM)-th
+//! largest vote `min(at, transmitted_at + 1 day)` of the authorizer events (so one replica's
+//! runaway clock cannot retire holds early, and one event dated far ahead cannot move it);
 //! a record whose retention is at or before the watermark is purged, and a
 //! part that arrives already past it is dropped. The state after any prefix of the log is thus
 //! "the join of the events applied, minus what the watermark retired", the same whatever the order.
@@ -47,7 +49,7 @@ use crate::types::{
 use super::{
     ACCOUNTS_MAX, Account, AccountHolds, AccountIdText, Applied, ArenaText, CARD_ID_ARENA_MAX,
     CLEARED_RETENTION_S, Card, Cleared, HOLD_RETENTION_S, HeldCache, Hold, KEY_SETS_MAX, State,
-    WATERMARK_SKEW_MAX_S, account_id_hash, parts,
+    WATERMARK_SKEW_MAX_S, WatermarkVote, account_id_hash, parts,
 };
 
 impl State {
@@ -382,19 +384,26 @@ impl State {
             });
         }
         let mut changed = false;
-        // An event moves the watermark to its `at`, but never further than a day past the DE 7
-        // it carries (the network's clock): one replica with a clock far ahead cannot retire
-        // every hold of every replica. Still a pure function of the event.
-        let watermark_candidate = e.at.min(UnixSeconds(
-            e.trace
-                .transmitted_at
-                .0
-                .saturating_add(WATERMARK_SKEW_MAX_S),
-        ));
-        if watermark_candidate > self.watermark {
-            self.watermark = watermark_candidate;
-            self.retire();
+        // The event votes for the watermark with its `at`, but never further than a day past
+        // the DE 7 it carries (the network's clock); the watermark is the quorum-th largest
+        // vote, so no single event can drag it (`watermark.rs`).
+        let vote = WatermarkVote {
+            at: e.at.min(UnixSeconds(
+                e.trace
+                    .transmitted_at
+                    .0
+                    .saturating_add(WATERMARK_SKEW_MAX_S),
+            )),
+            hold_id: e.hold_id,
+            kind: e.kind.code(),
+        };
+        if self.watermark_votes.add(vote) {
             changed = true;
+            let watermark = self.watermark_votes.watermark();
+            if watermark > self.watermark {
+                self.watermark = watermark;
+                self.retire();
+            }
         }
         let transmitted_at = e.trace.transmitted_at;
         let retain_until = UnixSeconds(transmitted_at.0 + HOLD_RETENTION_S);

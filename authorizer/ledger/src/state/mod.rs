@@ -3,14 +3,15 @@
 //! # Convergence (why two replicas that applied the same events agree)
 //!
 //! Every piece of state is a join of the events that touched it (last writer wins by `version`
-//! for accounts and cards, merged parts for holds, a remove-wins set for cleared holds, a max
-//! for the watermark), so the order of application does not matter. The rules are in `apply.rs`,
+//! for accounts and cards, merged parts for holds, a remove-wins set for cleared holds, the
+//! largest votes for the watermark), so the order of application does not matter. The rules are in `apply.rs`,
 //! the hold parts in `hold.rs`.
 //!
 //! # Time and cleanup
 //!
 //! Nothing here reads a clock: time is an argument ([`State::open_to_buy`] takes `now`) or an
-//! event's `at`. Records leave by one deterministic rule, the watermark (`apply.rs`), so the state
+//! event's `at`. Records leave by one deterministic rule, the watermark (`apply.rs`, read from the
+//! votes of `watermark.rs` so that no single event can drag it), so the state
 //! after any prefix of the log is "the join of the events applied, minus what the watermark
 //! retired", the same whatever the order.
 //!
@@ -45,6 +46,7 @@ mod hold;
 mod invariants;
 mod record;
 mod restore;
+mod watermark;
 
 use account::account_id_hash;
 pub use account::{Account, Card};
@@ -58,6 +60,7 @@ pub(crate) use restore::{
     PendingCard, RecordCheck, Restore, RestoreCards, RestoreError, RestoredAccount,
     RestoredAccountRef, RestoredCard,
 };
+pub use watermark::{WATERMARK_QUORUM, WatermarkVote, WatermarkVotes};
 
 /// How long a hold record (approval, advice, reversal, decline) is kept after the DE 7 of its
 /// request: longer than any hold lives (see [`HOLD_DURATION_MAX_S`]), so that a late reversal
@@ -152,9 +155,10 @@ pub struct State {
     hold_retirement: BinaryHeap<Reverse<(UnixSeconds, HoldId)>>,
     pub(crate) cleared: HashMap<HoldId, Cleared, PanHashBuildHasher>,
     cleared_retirement: BinaryHeap<Reverse<(UnixSeconds, HoldId)>>,
-    /// Max over applied authorizer events of `min(at, transmitted_at + 1 day)`; records retained
-    /// until at or before it go.
+    /// The [`WATERMARK_QUORUM`]-th largest vote of the applied authorizer events (`watermark.rs`);
+    /// records retained until at or before it go.
     pub(crate) watermark: UnixSeconds,
+    pub(crate) watermark_votes: WatermarkVotes,
     dedup: DedupWindow,
     /// Accounts with status `Unknown` (named by a card or hold, not upserted yet), kept so that
     /// [`State::counts`] reads no account.
@@ -178,6 +182,7 @@ impl State {
             cleared: HashMap::default(),
             cleared_retirement: BinaryHeap::new(),
             watermark: UnixSeconds(0),
+            watermark_votes: WatermarkVotes::default(),
             dedup,
             placeholders: 0,
         }
@@ -203,9 +208,15 @@ impl State {
         self.card_id_arena.reserve(cards.saturating_mul(12));
     }
 
-    /// The watermark: max over applied authorizer events of `min(at, transmitted_at + 1 day)`.
+    /// The watermark: the [`WATERMARK_QUORUM`]-th largest distinct vote `min(at, transmitted_at +
+    /// 1 day)` of the applied authorizer events (0 until there are that many).
     pub fn watermark(&self) -> UnixSeconds {
         self.watermark
+    }
+
+    /// The votes the watermark is read from (the largest [`WATERMARK_QUORUM`]).
+    pub fn watermark_votes(&self) -> &WatermarkVotes {
+        &self.watermark_votes
     }
 
     pub fn account_by_id(&self, account_id: &str) -> Option<AccountIndex> {

@@ -11,9 +11,9 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 
-use crate::types::{HoldId, PanHash, UnixSeconds};
+use crate::types::{HoldId, PanHash};
 
-use super::{Account, Card, Cleared, Hold, State};
+use super::{Account, Card, Cleared, Hold, State, WatermarkVotes};
 
 /// The order-independent hash of the whole state (32 bytes, hex in `Display`; see `LaneSum`
 /// for how it is computed: version `authorizer.state-hash.v2`).
@@ -48,7 +48,7 @@ impl State {
             Ok(()) => {}
             Err(never) => match never {},
         }
-        sum.finish(self.watermark)
+        sum.finish(&self.watermark_votes)
     }
 
     /// Calls `f` with the canonical bytes of every record of the state, in kind order (accounts
@@ -284,12 +284,18 @@ pub(crate) struct LaneSum {
 }
 
 impl LaneSum {
-    pub(crate) fn finish(&self, watermark: UnixSeconds) -> StateHash {
+    pub(crate) fn finish(&self, votes: &WatermarkVotes) -> StateHash {
         let mut sha = Sha256::new();
-        sha.update(b"authorizer.state-hash.v2\0");
+        sha.update(b"authorizer.state-hash.v3\0");
         sha.update(self.sum.to_be_bytes());
         sha.update(self.records.to_be_bytes());
-        sha.update(watermark.0.to_be_bytes());
+        sha.update(votes.watermark().0.to_be_bytes());
+        sha.update((votes.largest().len() as u64).to_be_bytes());
+        for vote in votes.largest() {
+            sha.update(vote.at.0.to_be_bytes());
+            sha.update(vote.hold_id.0);
+            sha.update([vote.kind]);
+        }
         StateHash(sha.finalize().into())
     }
 

@@ -16,7 +16,7 @@ use crate::types::{
 
 use super::{
     ACCOUNTS_MAX, Account, AccountHolds, AccountIdText, Card, Cleared, HeldCache, Hold,
-    LedgerConfig, State, account_id_hash, parts,
+    LedgerConfig, State, WatermarkVotes, account_id_hash, parts,
 };
 
 /// A state being rebuilt from snapshot records, in file order.
@@ -394,10 +394,11 @@ impl Restore {
 
     /// The rebuilt state (after a last flush), its watermark set; without its cards (see
     /// [`RestoreCards::finish`]). Every card must have been taken ([`Restore::take_cards`]).
-    pub(crate) fn finish(mut self, watermark: UnixSeconds) -> Result<State, RestoreError> {
+    pub(crate) fn finish(mut self, votes: WatermarkVotes) -> Result<State, RestoreError> {
         assert!(self.cards.is_empty(), "every restored card was taken");
         self.flush()?;
-        self.state.watermark = watermark;
+        self.state.watermark = votes.watermark();
+        self.state.watermark_votes = votes;
         Ok(self.state)
     }
 
