@@ -831,3 +831,40 @@ fn an_event_id_names_everything_the_event_does() {
         "`account_id` is part of the event"
     );
 }
+
+#[test]
+fn a_partial_reversal_reads_de95_only_in_the_currency_the_hold_was_taken_in() {
+    let mut state = ready_state(10_000);
+    // Held from DE 6 (5,000 in the account's currency) for a purchase of 1,000 dollars.
+    let dollars = Request {
+        amount_transaction: amount(1_000),
+        currency_transaction: Currency::new(840).unwrap(),
+        amount_billing: Some(amount(5_000)),
+        currency_billing: Some(Currency::new(986).unwrap()),
+        ..authorization(1, 0)
+    };
+    assert_eq!(code(&run(&mut state, &dollars, &NO_CHIP)), "00");
+    assert_eq!(otb(&state), 5_000);
+    let reversal = |stan: u32, transaction: i64, billing: i64| Request {
+        amount_transaction: amount(1_000),
+        currency_transaction: Currency::new(840).unwrap(),
+        amount_billing: Some(amount(5_000)),
+        currency_billing: Some(Currency::new(986).unwrap()),
+        ..reversal_of(
+            &dollars,
+            stan,
+            Some(RemainingAmounts {
+                transaction: amount(transaction),
+                settlement: amount(0),
+                billing: amount(billing),
+            }),
+        )
+    };
+    // DE 95 billing: 3,000 of the account's currency remain.
+    run(&mut state, &reversal(50, 600, 3_000), &NO_CHIP);
+    assert_eq!(otb(&state), 7_000);
+    // DE 95 with only the transaction subfield: 200 *dollars* remain, which is not 200 of the
+    // account's currency: ignored, the hold released in full (never more than was held).
+    run(&mut state, &reversal(51, 200, 0), &NO_CHIP);
+    assert_eq!(otb(&state), 10_000);
+}

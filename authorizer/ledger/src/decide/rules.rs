@@ -260,12 +260,15 @@ pub(super) fn decide_reversal<'a>(
         return format_error(90);
     };
     let acknowledged = answer(ResponseCode::APPROVED, Some(hold_id));
-    let remaining = match request.replacement {
-        None => AmountMinor::ZERO,
-        Some(r) if r.billing != AmountMinor::ZERO => r.billing,
-        Some(r) => r.transaction,
-    };
     let hold = state.hold(&hold_id);
+    // The currency the hold was taken in: its account's (the hold's, else the card's).
+    let currency = match hold {
+        Some(hold) => Some(state.account(hold.account()).currency()),
+        None => state
+            .card(&request.pan_hash)
+            .map(|card| state.account(card.account()).currency()),
+    };
+    let remaining = currency.map_or(AmountMinor::ZERO, |c| remaining_in(request, c));
     if let Some(hold) = hold {
         // A repeat (or an older, larger remaining amount) changes nothing.
         if hold.has(parts::RELEASE) && hold.remaining_cap() <= remaining {
@@ -353,6 +356,32 @@ fn with_arpc<'a>(mut decision: Decision<'a>, facts: &Facts) -> Decision<'a> {
         });
     }
     decision
+}
+
+/// What DE 95 says remains held, in the currency the hold was taken in (`currency`, the
+/// account's): subfield 3 (billing) when it is not zero, else subfield 1 (transaction), each
+/// only if it is in that currency (billing: DE 51, or DE 49 when the reversal has no DE 51;
+/// transaction: DE 49). A DE 95 amount in another currency is ignored and the hold released in
+/// full: it never releases more than was held. No DE 95, or zeros: full release.
+fn remaining_in(request: &Request<'_>, currency: Currency) -> AmountMinor {
+    let Some(replacement) = request.replacement else {
+        return AmountMinor::ZERO;
+    };
+    let (amount, amount_currency) = if replacement.billing != AmountMinor::ZERO {
+        (
+            replacement.billing,
+            request
+                .currency_billing
+                .unwrap_or(request.currency_transaction),
+        )
+    } else {
+        (replacement.transaction, request.currency_transaction)
+    };
+    if amount_currency == currency {
+        amount
+    } else {
+        AmountMinor::ZERO
+    }
 }
 
 /// The amount to hold in the account's currency: DE 6 when present (DE 51 must be the
