@@ -29,7 +29,7 @@ pub mod types;
 
 pub use event::{
     AccountUpserted, ApprovalCode, AuthorizationEvent, AuthorizationKind, CardUpserted, Event,
-    EventError, Source, Trace,
+    EventError, Source, Trace, Unconverted,
 };
 pub use state::{
     Account, Applied, CLEARED_RETENTION_S, Card, Counts, HOLD_DURATION_MAX_S, HOLD_RETENTION_S,

@@ -868,3 +868,32 @@ fn a_partial_reversal_reads_de95_only_in_the_currency_the_hold_was_taken_in() {
     run(&mut state, &reversal(51, 200, 0), &NO_CHIP);
     assert_eq!(otb(&state), 10_000);
 }
+
+#[test]
+fn an_approved_advice_in_no_currency_of_the_account_is_flagged_never_silently_zero() {
+    let mut state = ready_state(10_000);
+    let dollars = Request {
+        currency_transaction: Currency::new(840).unwrap(),
+        ..advice(1, 5_000, "00")
+    };
+    let decision = run(&mut state, &dollars, &NO_CHIP);
+    assert_eq!(code(&decision), "00", "an advice is never declined");
+    let json = String::from_utf8(decision.event.unwrap().to_json()).unwrap();
+    assert!(json.contains(r#""amount_minor":0"#), "{json}");
+    assert!(
+        json.contains(r#""unconverted_amount_minor":5000,"unconverted_currency":"840""#),
+        "the event says what the network approved: {json}"
+    );
+    // Every replica reads it back (the JSON `run` applied is the one published).
+    let parsed = Event::parse(Source::Authorizations, json.as_bytes()).unwrap();
+    let Event::Authorization(parsed) = parsed else {
+        panic!("an authorizer event")
+    };
+    assert_eq!(
+        parsed
+            .unconverted
+            .map(|u| (u.amount_minor, u.currency.code())),
+        Some((amount(5_000), 840))
+    );
+    assert_eq!(otb(&state), 10_000, "nothing held without a rate");
+}

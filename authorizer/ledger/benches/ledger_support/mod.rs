@@ -112,6 +112,7 @@ pub fn hold_event(i: u64, account: u64) -> Event<'static> {
         remaining_minor: None,
         expires_at: Some(UnixSeconds(NOW_S + 7 * 86_400)),
         merchant_category: Some(5812),
+        unconverted: None,
         trace: Trace {
             mti: Cow::Borrowed("0100"),
             pan_masked: Cow::Borrowed("541333******0010"),

@@ -103,6 +103,7 @@ pub(super) fn build_event<'a>(
         remaining_minor: None,
         expires_at: None,
         merchant_category: request.merchant_category,
+        unconverted: None,
         trace: Trace {
             mti: mti_text(request.mti),
             pan_masked: Cow::Borrowed(request.pan_masked),

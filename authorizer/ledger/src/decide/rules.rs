@@ -23,7 +23,7 @@ use crate::state::parts;
 use crate::time::transmission_instant;
 use crate::{
     AccountStatus, AmountMinor, ApprovalCode, AuthorizationKind, CardStatus, Currency, HoldId,
-    ResponseCode, State, UnixSeconds,
+    ResponseCode, State, Unconverted, UnixSeconds,
 };
 
 /// A hold counts from the moment it is decided (`now`), for the merchant category's duration:
@@ -214,10 +214,23 @@ pub(super) fn decide_advice<'a>(
     };
     let account_index = card.account();
     let account = state.account(account_index);
-    let amount = if network_code.is_approved() {
-        amount_in_account_currency(request, account.currency()).unwrap_or(AmountMinor::ZERO)
+    // An approved advice in no currency of the account holds nothing (there is no rate here),
+    // and its event says what the network approved, for the cloud to book: never a silent 0.
+    let (amount, unconverted) = if network_code.is_approved() {
+        match amount_in_account_currency(request, account.currency()) {
+            Some(amount) => (amount, None),
+            None => (
+                AmountMinor::ZERO,
+                Some(Unconverted {
+                    amount_minor: request.amount_billing.unwrap_or(request.amount_transaction),
+                    currency: request
+                        .currency_billing
+                        .unwrap_or(request.currency_transaction),
+                }),
+            ),
+        }
     } else {
-        AmountMinor::ZERO
+        (AmountMinor::ZERO, None)
     };
     let mut event = build_event(
         config,
@@ -235,6 +248,7 @@ pub(super) fn decide_advice<'a>(
         },
     );
     event.network_response_code = Some(network_code);
+    event.unconverted = unconverted;
     event.expires_at = Some(hold_expiry(config, request, now));
     Decision {
         account: Some(account_index),

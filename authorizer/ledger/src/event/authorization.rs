@@ -116,7 +116,19 @@ pub struct AuthorizationEvent<'a> {
     pub expires_at: Option<UnixSeconds>,
     /// DE 18, when the request had one.
     pub merchant_category: Option<u16>,
+    /// `hold.adjusted` only: an approved advice whose amount is in no currency of the account
+    /// (no DE 6 in it, and DE 49 another currency): nothing is held, and this is the amount the
+    /// network approved (DE 4 in DE 49's currency), for the cloud to book. Never silently 0.
+    pub unconverted: Option<Unconverted>,
     pub trace: Trace<'a>,
+}
+
+/// An amount the authorizer could not take in the account's currency (see
+/// [`AuthorizationEvent::unconverted`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unconverted {
+    pub amount_minor: AmountMinor,
+    pub currency: Currency,
 }
 
 impl AuthorizationEvent<'_> {
@@ -153,6 +165,8 @@ impl AuthorizationEvent<'_> {
             merchant_category: self
                 .merchant_category
                 .map(|m| Cow::Owned(format!("{m:04}"))),
+            unconverted_amount_minor: self.unconverted.map(|u| u.amount_minor.minor()),
+            unconverted_currency: self.unconverted.map(|u| Cow::Owned(u.currency.to_string())),
             trace: Some(TraceWire {
                 mti: Some(Cow::Borrowed(&self.trace.mti)),
                 pan_masked: Some(Cow::Borrowed(&self.trace.pan_masked)),
@@ -187,6 +201,7 @@ impl AuthorizationEvent<'_> {
             remaining_minor: self.remaining_minor,
             expires_at: self.expires_at,
             merchant_category: self.merchant_category,
+            unconverted: self.unconverted,
             trace: Trace {
                 mti: Cow::Owned(self.trace.mti.into_owned()),
                 pan_masked: Cow::Owned(self.trace.pan_masked.into_owned()),
@@ -325,6 +340,15 @@ pub(super) struct AuthorizationWire<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     merchant_category: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unconverted_amount_minor: Option<i64>,
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    unconverted_currency: Option<Cow<'a, str>>,
     #[serde(borrow)]
     #[cfg_attr(
         any(test, feature = "fuzzing"),
@@ -367,6 +391,8 @@ const AUTHORIZATION_FIELDS: &[&str] = &[
     "remaining_minor",
     "expires_at",
     "merchant_category",
+    "unconverted_amount_minor",
+    "unconverted_currency",
     "trace",
 ];
 
@@ -461,6 +487,12 @@ pub(super) fn read_authorization(payload: &[u8]) -> json::JsonResult<Authorizati
                     w.merchant_category = r.text()?;
                 }
                 Some(15) => {
+                    w.unconverted_amount_minor = r.int()?;
+                }
+                Some(16) => {
+                    w.unconverted_currency = r.text()?;
+                }
+                Some(17) => {
                     w.trace = if r.null()? {
                         None
                     } else {
@@ -528,6 +560,22 @@ pub(super) fn authorization_event(
         None => None,
         Some(text) => {
             Some(digits_value(Some(text), "merchant_category", 4..=4, "4 digits")? as u16)
+        }
+    };
+    let unconverted = match (wire.unconverted_amount_minor, wire.unconverted_currency) {
+        (None, None) => None,
+        (amount, currency_text) => {
+            if kind != AuthorizationKind::HoldAdjusted {
+                return Err(EventError::InvalidField {
+                    field: "unconverted_amount_minor",
+                    value: kind.as_str().to_owned(),
+                    expected: "only on hold.adjusted",
+                });
+            }
+            Some(Unconverted {
+                amount_minor: amount_non_negative(amount, "unconverted_amount_minor")?,
+                currency: currency(currency_text, "unconverted_currency")?,
+            })
         }
     };
     match kind {
@@ -599,6 +647,7 @@ pub(super) fn authorization_event(
         remaining_minor,
         expires_at,
         merchant_category,
+        unconverted,
         trace: Trace {
             mti: mti_text,
             pan_masked,

@@ -30,7 +30,7 @@ mod cloud;
 pub mod reference;
 
 use authorization::parse_authorization;
-pub use authorization::{ApprovalCode, AuthorizationEvent, AuthorizationKind, Trace};
+pub use authorization::{ApprovalCode, AuthorizationEvent, AuthorizationKind, Trace, Unconverted};
 use cloud::parse_cloud;
 pub use cloud::{AccountUpserted, CardUpserted};
 
