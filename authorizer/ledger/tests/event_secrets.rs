@@ -31,7 +31,16 @@ fn reason(source: Source, json: &str) -> (EventError, String) {
 fn a_bad_pan_hash_is_not_echoed_in_the_reason() {
     let bad = &PAN_HASH[..63];
     let (err, text) = reason(Source::AccountUpdates, &card(bad, "0010"));
-    assert!(matches!(err, EventError::InvalidField { field: "pan_hash", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            EventError::InvalidField {
+                field: "pan_hash",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(!text.contains(bad), "{text}");
     assert!(!format!("{err:?}").contains(bad), "{err:?}");
     // Nor a recognisable part of it.
@@ -41,7 +50,16 @@ fn a_bad_pan_hash_is_not_echoed_in_the_reason() {
 #[test]
 fn a_bad_pan_last4_is_not_echoed_in_the_reason() {
     let (err, text) = reason(Source::AccountUpdates, &card(PAN_HASH, "00107"));
-    assert!(matches!(err, EventError::InvalidField { field: "pan_last4", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            EventError::InvalidField {
+                field: "pan_last4",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(!text.contains("0010"), "{text}");
 }
 
@@ -52,9 +70,17 @@ fn a_huge_bad_field_gives_a_bounded_reason() {
     let EventError::InvalidField { value, .. } = &err else {
         panic!("{err:?}");
     };
-    assert!(value.chars().count() <= REASON_VALUE_MAX + 1, "{} characters", value.len());
+    assert!(
+        value.chars().count() <= REASON_VALUE_MAX + 1,
+        "{} characters",
+        value.len()
+    );
     assert!(value.ends_with('…'), "{value}");
-    assert!(text.chars().count() <= REASON_VALUE_MAX + 200, "{} characters", text.len());
+    assert!(
+        text.chars().count() <= REASON_VALUE_MAX + 200,
+        "{} characters",
+        text.len()
+    );
 }
 
 #[test]
@@ -90,7 +116,13 @@ fn pan_masked_must_be_masked() {
     ] {
         let (err, text) = reason(Source::Authorizations, &placed(bad, "p-1"));
         assert!(
-            matches!(err, EventError::InvalidField { field: "trace.pan_masked", .. }),
+            matches!(
+                err,
+                EventError::InvalidField {
+                    field: "trace.pan_masked",
+                    ..
+                }
+            ),
             "{bad}: {err:?}"
         );
         assert!(!text.contains(bad), "{text}");
@@ -102,6 +134,15 @@ fn pan_masked_must_be_masked() {
 fn a_malformed_pan_masked_is_not_echoed() {
     let bad = "541333******0010x";
     let (err, text) = reason(Source::Authorizations, &placed(bad, "p-1"));
-    assert!(matches!(err, EventError::InvalidField { field: "trace.pan_masked", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            EventError::InvalidField {
+                field: "trace.pan_masked",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(!text.contains("541333"), "{text}");
 }
