@@ -146,3 +146,75 @@ fn a_malformed_pan_masked_is_not_echoed() {
     );
     assert!(!text.contains("541333"), "{text}");
 }
+
+#[test]
+fn a_secret_field_of_the_wrong_type_is_not_echoed() {
+    let cases = [
+        (
+            Source::AccountUpdates,
+            card(PAN_HASH, "0010").replace(r#""pan_last4":"0010""#, r#""pan_last4":7310"#),
+            "7310",
+        ),
+        (
+            Source::AccountUpdates,
+            card(PAN_HASH, "0010").replace(
+                &format!(r#""pan_hash":"{PAN_HASH}""#),
+                r#""pan_hash":98860818847659234"#,
+            ),
+            "98860818847659234",
+        ),
+        (
+            Source::Authorizations,
+            placed("541333******0010", "p-1").replace(
+                r#""pan_masked":"541333******0010""#,
+                r#""pan_masked":5413330089010434"#,
+            ),
+            "5413330089010434",
+        ),
+        (
+            Source::Authorizations,
+            placed("541333******0010", "p-1").replace(
+                r#""pan_masked":"541333******0010""#,
+                r#""pan_masked":5413330089010434.0"#,
+            ),
+            "5413330089010434",
+        ),
+    ];
+    for (source, json, secret) in cases {
+        let (err, text) = reason(source, &json);
+        assert!(matches!(err, EventError::Json { .. }), "{err:?}");
+        assert!(text.contains("expected a string"), "{text}");
+        assert!(!text.contains(secret), "{text}");
+    }
+}
+
+#[test]
+fn a_huge_type_or_number_gives_a_bounded_reason() {
+    let huge_type = "t".repeat(100_000);
+    let json = card(PAN_HASH, "0010").replace("card.upserted", &huge_type);
+    let (_, text) = reason(Source::AccountUpdates, &json);
+    assert!(
+        text.chars().count() <= REASON_VALUE_MAX + 200,
+        "{} characters",
+        text.len()
+    );
+    let huge_number = format!("1.{}", "7".repeat(100_000));
+    let json = card(PAN_HASH, "0010").replace(
+        r#""card_id":"card-1""#,
+        &format!(r#""card_id":{huge_number}"#),
+    );
+    let (_, text) = reason(Source::AccountUpdates, &json);
+    assert!(
+        text.chars().count() <= REASON_VALUE_MAX + 200,
+        "{} characters",
+        text.len()
+    );
+    let json =
+        card(PAN_HASH, "0010").replace(r#""version":1"#, &format!(r#""version":{huge_number}"#));
+    let (_, text) = reason(Source::AccountUpdates, &json);
+    assert!(
+        text.chars().count() <= REASON_VALUE_MAX + 200,
+        "{} characters",
+        text.len()
+    );
+}

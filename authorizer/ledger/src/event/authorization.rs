@@ -368,7 +368,7 @@ fn read_trace<'a>(reader: &mut json::Reader<'a>) -> json::JsonResult<TraceWire<'
                 t.mti = r.text()?;
             }
             Some(1) => {
-                t.pan_masked = r.text()?;
+                t.pan_masked = r.secret_text()?;
             }
             Some(2) => {
                 t.transmission_date_time = r.text()?;
