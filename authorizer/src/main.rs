@@ -60,21 +60,25 @@ struct KafkaArgs {
     /// client.id sent to the broker.
     #[arg(long, default_value = "authorizer-tool")]
     client_id: String,
-    /// Extra librdkafka property, `name=value` (repeatable), e.g. security settings or
-    /// `max.partition.fetch.bytes=8388608`.
+    /// Extra librdkafka property, `name=value` (repeatable), e.g.
+    /// `max.partition.fetch.bytes=8388608`. Secrets (a name containing `password`, `secret`,
+    /// `sasl.jaas` or `ssl.key`) are refused here: use --kafka-properties-file.
     #[arg(long = "kafka-property", value_name = "NAME=VALUE")]
     kafka_properties: Vec<String>,
+    /// File of librdkafka properties, `name=value` lines (`#` comments), applied before any
+    /// --kafka-property; the place for secrets. Refused if group or others can read it.
+    #[arg(long = "kafka-properties-file", value_name = "PATH")]
+    kafka_properties_file: Option<PathBuf>,
 }
 
 impl KafkaArgs {
     fn config(&self) -> Result<KafkaConfig, String> {
         let mut c = KafkaConfig::new(&self.brokers);
+        if let Some(path) = &self.kafka_properties_file {
+            c.extra = kafka::properties::read_properties_file(path)?;
+        }
         for p in &self.kafka_properties {
-            let (name, value) = p
-                .split_once('=')
-                .ok_or_else(|| format!("--kafka-property {p:?} is not name=value"))?;
-            c.extra
-                .push((name.trim().to_owned(), value.trim().to_owned()));
+            c.extra.push(kafka::properties::parse_argv_property(p)?);
         }
         c.account_updates_topic = self.account_updates_topic.clone();
         c.authorizations_topic = self.authorizations_topic.clone();

@@ -252,11 +252,10 @@ impl CardData {
         })
     }
 
-    /// The PAN masked as the project logs it: first 6 and last 4 digits.
+    /// The PAN masked as the project logs it ([`iso8583::mask`]: first 6 and last 4 digits from
+    /// 13 digits on, all `*` below).
     pub fn masked_pan(&self) -> String {
-        let p = &self.pan_digits;
-        let n = p.len();
-        format!("{}{}{}", &p[..6], "*".repeat(n - 10), &p[n - 4..])
+        iso8583::mask::masked_pan(&self.pan_digits)
     }
 
     pub fn psn(&self) -> u8 {
@@ -611,6 +610,20 @@ mod tests {
         let s = format!("{c:?}");
         assert!(s.contains("476173******0010"), "{s}");
         assert!(!s.contains("4761739001010010"));
+    }
+
+    #[test]
+    fn short_pans_keep_at_least_three_digits_hidden() {
+        for (pan, masked) in [
+            ("123456789012", "************"),
+            ("1234567890123", "123456***0123"),
+            ("4761739001010010", "476173******0010"),
+            ("4761739001010010123", "476173*********0123"),
+        ] {
+            let c = CardData::new(pan, 1).unwrap();
+            assert_eq!(c.masked_pan(), masked);
+            assert!(!format!("{c:?}").contains(&pan[..7]));
+        }
     }
 
     #[test]

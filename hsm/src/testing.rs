@@ -280,7 +280,18 @@ impl TestToken {
             s.logout().expect("SO logout");
         }
         let pin_file = env.dir.join(format!("{label}.pin"));
-        std::fs::write(&pin_file, format!("{TEST_USER_PIN}\n")).expect("write the PIN file");
+        {
+            // 0600, as the verifier demands of a PIN file.
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&pin_file)
+                .and_then(|mut f| f.write_all(format!("{TEST_USER_PIN}\n").as_bytes()))
+                .expect("write the PIN file");
+        }
         TestToken {
             module: env.module.clone(),
             label,

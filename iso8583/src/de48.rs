@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-/// One subelement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One subelement. Its `Debug` shows the tag and the length, never the value (SE 92 is the CVC2).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Subelement<'a> {
     /// Tag 0..=99.
     pub tag: u8,
@@ -49,12 +49,40 @@ impl fmt::Display for De48Error {
 
 impl std::error::Error for De48Error {}
 
-/// Reads DE 48. Iterating yields subelements in order; after the first error, nothing more.
-#[derive(Debug, Clone)]
+/// Reads DE 48. Iterating yields subelements in order; after the first error, nothing more. Its
+/// `Debug` shows lengths and the position, never the characters.
+#[derive(Clone)]
 pub struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
     failed: bool,
+}
+
+impl fmt::Debug for Subelement<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subelement")
+            .field("tag", &self.tag)
+            .field("len", &self.value.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("len", &self.data.len())
+            .field("pos", &self.pos)
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("len", &self.buf.len())
+            .finish()
+    }
 }
 
 fn two_digits(d: &[u8]) -> Option<u8> {
@@ -130,8 +158,8 @@ impl<'a> Iterator for Reader<'a> {
     }
 }
 
-/// Builds DE 48's logical value.
-#[derive(Debug, Clone)]
+/// Builds DE 48's logical value. Its `Debug` shows the length only.
+#[derive(Clone)]
 pub struct Writer {
     buf: Vec<u8>,
 }
@@ -170,6 +198,33 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_tags_and_lengths_never_values() {
+        // SE 92 is the CVC2; SE 42 the security level.
+        let mut w = Writer::new(b'R');
+        w.put(42, b"210").unwrap().put(92, b"737").unwrap();
+        let value = w.clone().into_bytes();
+        let reader = Reader::new(&value);
+        let items: Vec<Subelement<'_>> = reader.clone().map(Result::unwrap).collect();
+        for debug in [
+            format!("{reader:?}"),
+            format!("{items:?}"),
+            format!("{:?}", items[1]),
+            format!("{w:?}"),
+        ] {
+            for secret in [&b"737"[..], b"210", &value] {
+                let list = format!("{secret:?}");
+                assert!(!debug.contains(&list[1..list.len() - 1]), "{debug}");
+                assert!(
+                    !debug.contains(std::str::from_utf8(secret).unwrap()),
+                    "{debug}"
+                );
+            }
+        }
+        let debug = format!("{:?}", items[1]);
+        assert!(debug.contains("92") && debug.contains('3'), "{debug}");
+    }
 
     #[test]
     fn roundtrip() {

@@ -35,6 +35,7 @@ mod error;
 mod fields;
 #[cfg(feature = "tokio")]
 pub mod framing;
+pub mod mask;
 mod message;
 pub mod tlv;
 

@@ -14,8 +14,9 @@ use std::fmt;
 /// A tag, its bytes read as a big-endian number (`9F26` → `0x9F26`).
 pub type Tag = u32;
 
-/// One element.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One element. Its `Debug` shows the tag, the length and the offset, never the value (DE 55 can
+/// carry track 2 equivalent data).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Tlv<'a> {
     /// The tag.
     pub tag: Tag,
@@ -34,6 +35,34 @@ impl<'a> Tlv<'a> {
     /// A reader over the children of a constructed element (`None` when primitive).
     pub fn children(&self) -> Option<Reader<'a>> {
         self.is_constructed().then(|| Reader::new(self.value))
+    }
+}
+
+impl fmt::Debug for Tlv<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tlv")
+            .field("tag", &format_args!("{:02X}", self.tag))
+            .field("len", &self.value.len())
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Reader<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("len", &self.data.len())
+            .field("pos", &self.pos)
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("len", &self.buf.len())
+            .finish()
     }
 }
 
@@ -75,8 +104,9 @@ impl fmt::Display for TlvError {
 
 impl std::error::Error for TlvError {}
 
-/// Iterates over the elements of one level. After the first error it yields nothing more.
-#[derive(Debug, Clone)]
+/// Iterates over the elements of one level. After the first error it yields nothing more. Its
+/// `Debug` shows lengths and the position, never the bytes.
+#[derive(Clone)]
 pub struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
@@ -187,8 +217,8 @@ impl<'a> Iterator for Reader<'a> {
     }
 }
 
-/// Appends elements in minimal DER form (shortest lengths).
-#[derive(Debug, Default, Clone)]
+/// Appends elements in minimal DER form (shortest lengths). Its `Debug` shows the length only.
+#[derive(Default, Clone)]
 pub struct Writer {
     buf: Vec<u8>,
 }
@@ -254,6 +284,47 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         hex::decode(s).unwrap()
+    }
+
+    /// How a value's bytes could show up in `{:?}`: hex either case, raw, or a byte list.
+    fn shows(debug: &str, value: &[u8]) -> bool {
+        let list = format!("{value:?}");
+        let inner = &list[1..list.len() - 1];
+        debug.contains(&hex::encode(value))
+            || debug.contains(&hex::encode_upper(value))
+            || debug.contains(&String::from_utf8_lossy(value).into_owned())
+            || debug.contains(inner)
+    }
+
+    #[test]
+    fn debug_shows_tags_and_lengths_never_values() {
+        // 57 (track 2 equivalent data) inside 70, and 9F26.
+        let track2 = hex("5413330089010434D2812201");
+        let arqc = hex("1122334455667788");
+        let mut w = Writer::new();
+        w.constructed(0x70, |w| {
+            w.put(0x57, &track2);
+        })
+        .put(0x9F26, &arqc);
+        let data = w.as_bytes().to_vec();
+        let reader = Reader::new(&data);
+        let items: Vec<Tlv<'_>> = reader.clone().map(Result::unwrap).collect();
+        let child = items[0].children().unwrap().next().unwrap().unwrap();
+        for debug in [
+            format!("{reader:?}"),
+            format!("{:?}", items),
+            format!("{child:?}"),
+            format!("{:?}", items[0].children().unwrap()),
+            format!("{w:?}"),
+        ] {
+            assert!(!shows(&debug, &track2), "{debug}");
+            assert!(!shows(&debug, &arqc), "{debug}");
+            assert!(!shows(&debug, &data), "{debug}");
+        }
+        let debug = format!("{child:?}");
+        assert!(debug.contains("57") && debug.contains("12"), "{debug}");
+        let debug = format!("{:?}", items[1]);
+        assert!(debug.contains("9F26") && debug.contains('8'), "{debug}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn encode_then_decode_both_dialects() {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
         );
         let dec = run(
-            &["decode", "--dialect", dialect, "--hex"],
+            &["decode", "--dialect", dialect, "--hex", "--show-secrets"],
             hex_text.as_bytes(),
         );
         assert!(
@@ -43,10 +43,22 @@ fn encode_then_decode_both_dialects() {
             String::from_utf8_lossy(&dec.stderr)
         );
         assert_eq!(String::from_utf8(dec.stdout).unwrap().trim(), JSON);
+        // By default DE 2 is masked.
+        let dec = run(
+            &["decode", "--dialect", dialect, "--hex"],
+            hex_text.as_bytes(),
+        );
+        assert_eq!(
+            String::from_utf8(dec.stdout).unwrap().trim(),
+            JSON.replace("5413330089010012", "541333******0012")
+        );
         // Raw bytes in, raw bytes out.
         let raw = run(&["encode", "--dialect", dialect], JSON.as_bytes());
         assert_eq!(hex::encode_upper(&raw.stdout), hex_text.trim());
-        let dec = run(&["decode", "--dialect", dialect], &raw.stdout);
+        let dec = run(
+            &["decode", "--dialect", dialect, "--show-secrets"],
+            &raw.stdout,
+        );
         assert_eq!(String::from_utf8(dec.stdout).unwrap().trim(), JSON);
     }
 }
@@ -91,4 +103,55 @@ fn invalid_input_exits_2_with_one_line_naming_field_and_offset() {
 
     let out = run(&["decode", "--dialect", "nosuch.toml"], b"");
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// DE 2, 35, 45 and 52 (PAN, track 2, track 1, PIN block) as a trace shows them.
+const SECRETS: &str = r#"{"mti":"0100","fields":{"2":"5413330089010434","4":"000000012500","35":"5413330089010434=28122011234567890","45":"B5413330089010434^DOE/JOHN^2812201","52":"0123456789ABCDEF"}}"#;
+
+#[test]
+fn decode_masks_pan_tracks_and_pin_block_unless_asked() {
+    let enc = run(
+        &["encode", "--dialect", "ascii", "--hex"],
+        SECRETS.as_bytes(),
+    );
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
+    let hex_text = enc.stdout;
+    let dec = run(&["decode", "--dialect", "ascii", "--hex"], &hex_text);
+    assert!(
+        dec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
+    let out = String::from_utf8(dec.stdout).unwrap();
+    for secret in [
+        "5413330089010434",
+        "0089010",
+        "28122011234567890",
+        "DOE/JOHN",
+        "0123456789ABCDEF",
+    ] {
+        assert!(!out.contains(secret), "{secret} in {out}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let f = &json["fields"];
+    assert_eq!(f["2"], "541333******0434");
+    assert_eq!(f["35"], "*".repeat(34));
+    assert_eq!(f["45"], "*".repeat(34));
+    assert_eq!(f["52"], "*".repeat(16));
+    assert_eq!(f["4"], "000000012500");
+
+    let dec = run(
+        &["decode", "--dialect", "ascii", "--hex", "--show-secrets"],
+        &hex_text,
+    );
+    assert!(
+        dec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
+    assert_eq!(String::from_utf8(dec.stdout).unwrap().trim(), SECRETS);
 }

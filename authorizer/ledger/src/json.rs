@@ -274,6 +274,16 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An optional string field holding a secret (`pan_hash`, `pan_last4`, `trace.pan_masked`):
+    /// as [`Self::text`], but a value of another type is not quoted in the error.
+    pub(crate) fn secret_text(&mut self) -> JsonResult<Option<Cow<'a, str>>> {
+        match self.peek() {
+            Some(b'"' | b'n') => self.text(),
+            Some(_) => Err(self.error("invalid type: a value withheld, expected a string")),
+            None => Err(self.error("EOF while parsing a value")),
+        }
+    }
+
     fn required_text(&mut self) -> JsonResult<Cow<'a, str>> {
         match self.peek() {
             Some(b'"') => {
@@ -363,7 +373,7 @@ impl<'a> Reader<'a> {
 
     #[cold]
     fn number_error(&self, start: usize, number: Number<'_>, expected: &str) -> Box<EventError> {
-        let text = |t: &[u8]| String::from_utf8_lossy(t).into_owned();
+        let text = |t: &[u8]| quoted(t);
         match number {
             Number::Integer {
                 magnitude: Some(0),
@@ -501,17 +511,22 @@ impl<'a> Reader<'a> {
             Some(b'-' | b'0'..=b'9') => match self.number(start, expected) {
                 Err(e) => return e,
                 Ok(Number::Integer { text, .. }) => {
-                    format!("integer `{}`", String::from_utf8_lossy(text))
+                    format!("integer `{}`", quoted(text))
                 }
                 Ok(Number::Float { text }) => {
-                    format!("floating point `{}`", String::from_utf8_lossy(text))
+                    format!("floating point `{}`", quoted(text))
                 }
             },
             Some(b'"') => {
                 self.at += 1;
                 match self.string() {
                     Err(e) => return e,
-                    Ok(text) => format!("string {:?}", text.chars().take(64).collect::<String>()),
+                    Ok(text) => format!(
+                        "string {:?}",
+                        text.chars()
+                            .take(crate::event::REASON_VALUE_MAX)
+                            .collect::<String>()
+                    ),
                 }
             }
             Some(b'[') => "sequence".to_owned(),
@@ -808,4 +823,12 @@ impl<'a> Reader<'a> {
             enclosing = Some(frame);
         }
     }
+}
+
+/// A number's text as an error quotes it: at most [`REASON_VALUE_MAX`](crate::event::REASON_VALUE_MAX)
+/// characters, then `…`.
+fn quoted(t: &[u8]) -> String {
+    let max = crate::event::REASON_VALUE_MAX;
+    let text = String::from_utf8_lossy(&t[..t.len().min(max)]).into_owned();
+    if t.len() > max { text + "…" } else { text }
 }

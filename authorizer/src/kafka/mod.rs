@@ -32,6 +32,7 @@ pub mod dlq;
 pub mod metrics;
 pub mod parse;
 pub mod producer;
+pub mod properties;
 pub mod replay;
 pub mod spool;
 
@@ -84,8 +85,9 @@ impl fmt::Display for TopicPartition {
 /// restart resumes from.
 pub type Offsets = BTreeMap<TopicPartition, i64>;
 
-/// How to reach Kafka and what the topics are called.
-#[derive(Clone, Debug)]
+/// How to reach Kafka and what the topics are called. Its `Debug` prints `<redacted>` for the
+/// value of every secret property ([`properties::is_secret_property`]).
+#[derive(Clone)]
 pub struct KafkaConfig {
     /// `host:port[,host:port]`.
     pub bootstrap: String,
@@ -98,6 +100,25 @@ pub struct KafkaConfig {
     pub extra: Vec<(String, String)>,
     /// Bound on metadata and watermark requests.
     pub request_timeout: Duration,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let extra: Vec<(&str, &str)> = self
+            .extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), properties::shown_value(k, v)))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap", &self.bootstrap)
+            .field("client_id", &self.client_id)
+            .field("account_updates_topic", &self.account_updates_topic)
+            .field("authorizations_topic", &self.authorizations_topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("extra", &extra)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 impl KafkaConfig {

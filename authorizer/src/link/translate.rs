@@ -61,7 +61,8 @@ pub fn echo_fields(request: Mti) -> &'static [usize] {
     }
 }
 
-/// A PAN masked for logs and events: first 6 and last 4 digits, `*` between. Kept on the stack.
+/// A PAN masked for logs and events by the project's one rule ([`iso8583::mask`]: first 6 and
+/// last 4 digits, `*` between, from 13 digits on; all `*` below). Kept on the stack.
 #[derive(Clone, Copy)]
 pub struct MaskedPan {
     buf: [u8; 19],
@@ -69,14 +70,13 @@ pub struct MaskedPan {
 }
 
 impl MaskedPan {
-    /// Masks `pan` (12 to 19 digits; anything shorter is masked whole).
+    /// Masks `pan` (at most 19 digits, as DE 2; anything shorter than 13 is masked whole).
     pub fn of(pan: &str) -> MaskedPan {
         let p = pan.as_bytes();
         let len = p.len().min(19);
         let mut buf = [b'*'; 19];
-        if len >= 10 {
-            buf[..6].copy_from_slice(&p[..6]);
-            buf[len - 4..len].copy_from_slice(&p[len - 4..len]);
+        if p.is_ascii() {
+            iso8583::mask::mask_pan_into(&p[..len], &mut buf[..len]);
         }
         MaskedPan {
             buf,
@@ -335,5 +335,19 @@ mod tests {
             "476173*********0123"
         );
         assert_eq!(MaskedPan::of("123").as_str(), "***");
+    }
+
+    #[test]
+    fn masked_pan_hides_short_pans_whole_and_three_digits_at_least() {
+        for (pan, masked) in [
+            ("5413330089", "**********"),
+            ("54133300890", "***********"),
+            ("541333008901", "************"),
+            ("5413330089012", "541333***9012"),
+            ("5413330089010434", "541333******0434"),
+            ("4761739001010010123", "476173*********0123"),
+        ] {
+            assert_eq!(MaskedPan::of(pan).as_str(), masked, "{} digits", pan.len());
+        }
     }
 }

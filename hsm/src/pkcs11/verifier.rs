@@ -61,12 +61,31 @@ impl std::fmt::Debug for Pkcs11Config {
 impl Pkcs11Config {
     pub const DEFAULT_RECYCLE_AFTER_OBJECTS: u64 = 60_000;
 
-    /// Reads the PIN from a file (first line, trailing newline removed).
+    /// Reads the PIN from a file (first line, trailing newline removed). A file readable by
+    /// group or others (`mode & 0o077 != 0`) is refused before anything is read from it.
     pub fn read_pin_file(path: &Path) -> Result<Zeroizing<String>, HsmError> {
-        let raw = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| HsmError::Module {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let cannot = |e: std::io::Error| HsmError::Module {
             step: Step::Login,
             detail: format!("cannot read PIN file {}: {e}", path.display()),
-        })?);
+        };
+        let mut file = std::fs::File::open(path).map_err(cannot)?;
+        // The mode of the file opened, not of the path looked up again.
+        let mode = file.metadata().map_err(cannot)?.mode();
+        if mode & 0o077 != 0 {
+            return Err(HsmError::Module {
+                step: Step::Login,
+                detail: format!(
+                    "PIN file {} is readable by group or others (mode {:03o}); it is a secret: run `chmod 600 {}`",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ),
+            });
+        }
+        let mut raw = Zeroizing::new(String::new());
+        file.read_to_string(&mut raw).map_err(cannot)?;
         Ok(Zeroizing::new(
             raw.lines().next().unwrap_or_default().to_owned(),
         ))

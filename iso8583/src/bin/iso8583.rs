@@ -2,6 +2,11 @@
 //! traces. Reads stdin, writes stdout. Invalid input exits with code 2 and one line on stderr that
 //! names the field and the offset. It prints field values (it is a trace tool run by hand on test
 //! or masked data); it must never be wired into the daemon's logs.
+//!
+//! `decode` masks the secrets unless `--show-secrets` is given: DE 2 (PAN) by the project's rule
+//! (`iso8583::mask`: first 6 and last 4 digits from 13 digits on, else all `*`), DE 35 (track 2),
+//! DE 45 (track 1) and DE 52 (PIN block, hex) wholly, each character replaced by `*` (the length
+//! stays visible). Masked output cannot be encoded back into the same message.
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +37,9 @@ enum Command {
         /// Stdin is hex text instead of raw bytes.
         #[arg(long)]
         hex: bool,
+        /// Print DE 2, 35, 45 and 52 as they are (masked by default).
+        #[arg(long)]
+        show_secrets: bool,
     },
     /// Read JSON {"mti":..,"fields":{..}} from stdin and write the message.
     Encode {
@@ -77,14 +85,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             line: format!("cannot read stdin: {e}"),
         })?;
     let (name, hex_io) = match &cli.command {
-        Command::Decode { dialect, hex } | Command::Encode { dialect, hex } => (dialect, *hex),
+        Command::Decode { dialect, hex, .. } | Command::Encode { dialect, hex } => (dialect, *hex),
     };
     let dialect = Dialect::by_name_or_path(name).map_err(|e| bad_input(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     let written = match cli.command {
-        Command::Decode { .. } => {
+        Command::Decode { show_secrets, .. } => {
             let bytes = if hex_io { from_hex(&input)? } else { input };
-            let json = decode(&dialect, bytes)?;
+            let json = decode(&dialect, bytes, show_secrets)?;
             out.write_all(json.as_bytes())
                 .and_then(|()| out.write_all(b"\n"))
         }
@@ -121,7 +129,19 @@ fn hex_offset(e: &hex::FromHexError) -> usize {
     }
 }
 
-fn decode(dialect: &Dialect, bytes: Vec<u8>) -> Result<String, Failure> {
+/// Fields `decode` masks wholly unless asked not to: track 2, track 1, PIN block.
+const MASKED_WHOLE: [usize; 3] = [35, 45, 52];
+
+/// `text` as `decode` prints field `n` by default.
+fn masked(n: usize, text: String) -> String {
+    match n {
+        2 => iso8583::mask::masked_pan(&text),
+        _ if MASKED_WHOLE.contains(&n) => "*".repeat(text.chars().count()),
+        _ => text,
+    }
+}
+
+fn decode(dialect: &Dialect, bytes: Vec<u8>, show_secrets: bool) -> Result<String, Failure> {
     let msg = Message::decode(dialect, Bytes::from(bytes)).map_err(|e| bad_input(e.to_string()))?;
     let mut s = String::with_capacity(512);
     s.push_str("{\"mti\":\"");
@@ -139,6 +159,7 @@ fn decode(dialect: &Dialect, bytes: Vec<u8>) -> Result<String, Failure> {
             // Character fields are validated ASCII.
             String::from_utf8_lossy(value).into_owned()
         };
+        let text = if show_secrets { text } else { masked(n, text) };
         s.push_str(&format!("\"{n}\":"));
         s.push_str(&serde_json::to_string(&text).unwrap_or_default());
     }

@@ -405,7 +405,7 @@ fn read_trace<'a>(reader: &mut json::Reader<'a>) -> json::JsonResult<TraceWire<'
                 t.mti = r.text()?;
             }
             Some(1) => {
-                t.pan_masked = r.text()?;
+                t.pan_masked = r.secret_text()?;
             }
             Some(2) => {
                 t.transmission_date_time = r.text()?;
@@ -602,13 +602,11 @@ pub(super) fn authorization_event(
         return Err(invalid("trace.mti", &mti_text, "4 digits"));
     }
     let pan_masked = required(trace.pan_masked, "trace.pan_masked")?;
-    if !(10..=19).contains(&pan_masked.len())
-        || !pan_masked.bytes().all(|b| b.is_ascii_digit() || b == b'*')
-    {
+    if !is_masked_pan(&pan_masked) {
         return Err(invalid(
             "trace.pan_masked",
             &pan_masked,
-            "10..=19 digits and `*`",
+            "a masked PAN: 10..=19 digits and `*`, at most 10 digits shown and at least 3 hidden",
         ));
     }
     let transmission = digits_value(
@@ -669,4 +667,16 @@ pub(super) fn authorization_event(
             retrieval_reference,
         },
     })
+}
+
+/// A masked PAN as `trace.pan_masked` must carry it: 10..=19 characters, digits and `*` only, at
+/// least one `*`, at most 10 digits shown (first 6 and last 4) and never more than `len - 3`.
+fn is_masked_pan(text: &str) -> bool {
+    let b = text.as_bytes();
+    let shown = b.iter().filter(|c| c.is_ascii_digit()).count();
+    (10..=19).contains(&b.len())
+        && b.iter().all(|&c| c.is_ascii_digit() || c == b'*')
+        && shown < b.len()
+        && shown <= 10
+        && shown + 3 <= b.len()
 }

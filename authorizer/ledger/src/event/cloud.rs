@@ -195,10 +195,10 @@ pub(super) fn read_cloud(payload: &[u8]) -> json::JsonResult<CloudWire<'_>> {
                 w.card_id = r.text()?;
             }
             Some(12) => {
-                w.pan_hash = r.text()?;
+                w.pan_hash = r.secret_text()?;
             }
             Some(13) => {
-                w.pan_last4 = r.text()?;
+                w.pan_last4 = r.secret_text()?;
             }
             Some(14) => {
                 w.expiry = r.text()?;

@@ -124,19 +124,27 @@ impl fmt::Display for EventError {
 
 impl std::error::Error for EventError {}
 
+/// Fields whose value a rejection never quotes (the card's identity): the reason says how long
+/// the value was, nothing more. A dead letter keeps the payload itself, behind its topic's ACLs.
+pub const WITHHELD_FIELDS: [&str; 3] = ["pan_hash", "pan_last4", "trace.pan_masked"];
+
+/// The most characters of an offending value a rejection quotes; a longer one is cut, with `…`.
+pub const REASON_VALUE_MAX: usize = 64;
+
 fn invalid(field: &'static str, value: impl fmt::Display, expected: &'static str) -> EventError {
-    let mut text = value.to_string();
-    if text.len() > 80 {
-        let mut cut = 80;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
+    let text = value.to_string();
+    let value = if WITHHELD_FIELDS.contains(&field) {
+        format!("<withheld, {} characters>", text.chars().count())
+    } else if text.chars().count() > REASON_VALUE_MAX {
+        let mut cut: String = text.chars().take(REASON_VALUE_MAX).collect();
+        cut.push('…');
+        cut
+    } else {
+        text
+    };
     EventError::InvalidField {
         field,
-        value: text,
+        value,
         expected,
     }
 }
