@@ -41,6 +41,7 @@ fn request(i: u64) -> Request<'static> {
         original: None,
         replacement: None,
         retrieval_reference: None,
+        chip: None,
     }
 }
 

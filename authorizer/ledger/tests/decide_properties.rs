@@ -66,6 +66,7 @@ fn request(class: MessageClass, mti: &[u8; 4], stan: u32, amount: i64) -> Reques
         original: None,
         replacement: None,
         retrieval_reference: None,
+        chip: None,
     }
 }
 

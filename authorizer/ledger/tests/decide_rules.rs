@@ -71,6 +71,7 @@ fn authorization(stan: u32, amount_minor: i64) -> Request<'static> {
         original: None,
         replacement: None,
         retrieval_reference: Some("123456789012"),
+        chip: None,
     }
 }
 
@@ -896,4 +897,71 @@ fn an_approved_advice_in_no_currency_of_the_account_is_flagged_never_silently_ze
         Some((amount(5_000), 840))
     );
     assert_eq!(otb(&state), 10_000, "nothing held without a rate");
+}
+
+#[test]
+fn chip_data_that_disagrees_with_the_request_is_declined() {
+    use ledger::decide::{ChipData, MccRange};
+    let agreeing = ChipData {
+        amount: Some(amount(100)),
+        currency: Some(Currency::new(986).unwrap()),
+        date: Some((26, 11, 22)),
+        atc: Some(7),
+    };
+    let chip = |stan: u32, chip: ChipData| Request {
+        chip: Some(chip),
+        ..authorization(stan, 100)
+    };
+    let mut state = ready_state(100_000);
+    assert_eq!(code(&run(&mut state, &chip(1, agreeing), &CHIP)), "00");
+    // A cryptogram the card computed for 10,000, replayed with DE 4 = 100.
+    let more = ChipData {
+        amount: Some(amount(10_000)),
+        ..agreeing
+    };
+    let declined = run(&mut state, &chip(2, more), &CHIP);
+    assert_eq!(code(&declined), "05");
+    assert_eq!(
+        declined.event.as_ref().map(|e| e.kind),
+        Some(AuthorizationKind::Declined),
+        "the decline is published, for the cloud's fraud side"
+    );
+    assert!(
+        declined.arpc.is_some(),
+        "the ARQC verified: tag 91 goes back"
+    );
+    let dollars = ChipData {
+        currency: Some(Currency::new(840).unwrap()),
+        ..agreeing
+    };
+    assert_eq!(code(&run(&mut state, &chip(3, dollars), &CHIP)), "05");
+    let last_week = ChipData {
+        date: Some((26, 11, 15)),
+        ..agreeing
+    };
+    assert_eq!(code(&run(&mut state, &chip(4, last_week), &CHIP)), "05");
+    // Where amounts legitimately differ (a fuel dispenser), only the amount may.
+    let fuel = DecideConfig {
+        chip_amount_may_differ: vec![MccRange {
+            from: 5542,
+            to: 5542,
+        }],
+        ..config()
+    };
+    let at_the_pump = Request {
+        merchant_category: Some(5542),
+        ..chip(5, more)
+    };
+    assert_eq!(
+        code(&decide(&state, &at_the_pump, &CHIP, &fuel, now())),
+        "00"
+    );
+    let pump_in_dollars = Request {
+        merchant_category: Some(5542),
+        ..chip(6, dollars)
+    };
+    assert_eq!(
+        code(&decide(&state, &pump_in_dollars, &CHIP, &fuel, now())),
+        "05"
+    );
 }

@@ -124,6 +124,7 @@ fn request(
         original: None,
         replacement: None,
         retrieval_reference: None,
+        chip: None,
     }
 }
 

@@ -8,7 +8,9 @@
 use bytes::Bytes;
 use iso8583::{Dialect, EncodeError, Message, MessageBuilder, Mti, response_to, tlv};
 
-use ledger::decide::{Decision, MessageClass, OriginalRequest, RemainingAmounts, Request};
+use ledger::decide::{
+    ChipData, Decision, MessageClass, OriginalRequest, RemainingAmounts, Request,
+};
 use ledger::{
     AmountMinor, CardExpiry, Currency, InstitutionId, PanHash, PanKey, ResponseCode, Stan,
     TransmissionStamp,
@@ -194,6 +196,58 @@ pub fn request_from_message<'m>(
         original,
         replacement,
         retrieval_reference: message.text(37),
+        chip: chip_data(message)?,
+    })
+}
+
+/// The DE 55 tags a verified ARQC binds to the request ([`ChipData`]); `None` without DE 55.
+/// A DE 55 that is not BER-TLV, or one of these tags not in its format, is DE 55 in error.
+fn chip_data(message: &Message) -> Result<Option<ChipData>, FieldInError> {
+    let Some(reader) = message.icc_data() else {
+        return Ok(None);
+    };
+    let bad = FieldInError(55);
+    let mut chip = ChipData::default();
+    for item in reader {
+        let element = item.map_err(|_| bad)?;
+        let value = element.value;
+        match element.tag {
+            0x9F02 => {
+                let minor = bcd(value).filter(|_| value.len() == 6).ok_or(bad)?;
+                chip.amount = Some(self::minor(minor, 55)?);
+            }
+            0x5F2A => {
+                let code = bcd(value).filter(|_| value.len() == 2).ok_or(bad)?;
+                chip.currency = Some(
+                    u16::try_from(code)
+                        .ok()
+                        .and_then(Currency::new)
+                        .ok_or(bad)?,
+                );
+            }
+            0x9A => {
+                let date = bcd(value).filter(|_| value.len() == 3).ok_or(bad)?;
+                chip.date = Some((
+                    (date / 10_000) as u8,
+                    (date / 100 % 100) as u8,
+                    (date % 100) as u8,
+                ));
+            }
+            0x9F36 => {
+                let atc: [u8; 2] = value.try_into().map_err(|_| bad)?;
+                chip.atc = Some(u16::from_be_bytes(atc));
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(chip))
+}
+
+/// The value of packed BCD digits (`None` if a nibble is not a digit).
+fn bcd(bytes: &[u8]) -> Option<u64> {
+    bytes.iter().try_fold(0u64, |acc, &b| {
+        let (high, low) = (b >> 4, b & 0x0f);
+        (high <= 9 && low <= 9).then(|| acc * 100 + u64::from(high) * 10 + u64::from(low))
     })
 }
 

@@ -32,6 +32,17 @@ pub struct DecideConfig {
     /// An authorization whose DE 7 is further than this from `now`, either way, has DE 7 in
     /// error (30, DE 44 = 007). 1..=[`DecideConfig::TRANSMISSION_SKEW_MAX_S`] seconds.
     pub transmission_skew_s: i64,
+    /// Merchant categories whose chip amount (9F02) may differ from DE 4 (fuel dispensers,
+    /// tips): `from..=to`, at most [`DecideConfig::MCC_RULES_MAX`] ranges. Currency and date
+    /// must still agree.
+    pub chip_amount_may_differ: Vec<MccRange>,
+}
+
+/// Merchant categories `from..=to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MccRange {
+    pub from: u16,
+    pub to: u16,
 }
 
 /// Why a [`DecideConfig`] is refused.
@@ -53,6 +64,10 @@ pub enum ConfigError {
     },
     TransmissionSkew {
         value: i64,
+    },
+    MccRange {
+        from: u16,
+        to: u16,
     },
 }
 
@@ -82,6 +97,12 @@ impl std::fmt::Display for ConfigError {
             }
             ConfigError::HoldsPerAccount { value } => {
                 write!(f, "holds_per_account_max {value} must be 1..=65536")
+            }
+            ConfigError::MccRange { from, to } => {
+                write!(
+                    f,
+                    "MCC range {from:04}..={to:04} must have from <= to <= 9999"
+                )
             }
             ConfigError::TransmissionSkew { value } => {
                 write!(
@@ -141,6 +162,7 @@ impl DecideConfig {
             decline_unverified_arqc: true,
             holds_per_account_max: 1024,
             transmission_skew_s: 600,
+            chip_amount_may_differ: Vec::new(),
         }
     }
 
@@ -175,6 +197,21 @@ impl DecideConfig {
                     duration_s: rule.duration_s,
                 });
             }
+        }
+        if self.chip_amount_may_differ.len() > Self::MCC_RULES_MAX {
+            return Err(ConfigError::TooManyRules {
+                count: self.chip_amount_may_differ.len(),
+            });
+        }
+        if let Some(range) = self
+            .chip_amount_may_differ
+            .iter()
+            .find(|r| r.from > r.to || r.to > 9999)
+        {
+            return Err(ConfigError::MccRange {
+                from: range.from,
+                to: range.to,
+            });
         }
         if !(1..=Self::TRANSMISSION_SKEW_MAX_S).contains(&self.transmission_skew_s) {
             return Err(ConfigError::TransmissionSkew {

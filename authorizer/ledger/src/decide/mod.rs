@@ -27,10 +27,10 @@ mod event;
 mod request;
 mod rules;
 
-pub use config::{ConfigError, DecideConfig, MccHoldRule};
+pub use config::{ConfigError, DecideConfig, MccHoldRule, MccRange};
 pub use request::{
-    ArpcInput, Cryptogram, Decision, Facts, MessageClass, OriginalRequest, RemainingAmounts,
-    Request,
+    ArpcInput, ChipData, Cryptogram, Decision, Facts, MessageClass, OriginalRequest,
+    RemainingAmounts, Request,
 };
 use rules::{decide_advice, decide_authorization, decide_reversal, format_error};
 

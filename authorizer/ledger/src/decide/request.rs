@@ -77,6 +77,22 @@ pub struct Request<'a> {
     pub replacement: Option<RemainingAmounts>,
     /// DE 37, when present (12 characters at most).
     pub retrieval_reference: Option<&'a str>,
+    /// What the chip's cryptogram covers (from DE 55), when the request carries one.
+    pub chip: Option<ChipData>,
+}
+
+/// The tags of DE 55 that the ARQC covers and that must agree with the request: a verified
+/// cryptogram proves the card computed it, not that it computed it for this transaction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChipData {
+    /// 9F02, amount authorised (n 12).
+    pub amount: Option<AmountMinor>,
+    /// 5F2A, transaction currency code (n 3).
+    pub currency: Option<Currency>,
+    /// 9A, transaction date (YYMMDD), as (year within the century, month, day).
+    pub date: Option<(u8, u8, u8)>,
+    /// 9F36, application transaction counter.
+    pub atc: Option<u16>,
 }
 
 impl Request<'_> {

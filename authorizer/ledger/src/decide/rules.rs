@@ -18,7 +18,7 @@
 //! mutate the state (the caller publishes and applies [`Decision::event`]).
 
 use super::event::{EventParts, build_event, seal};
-use super::{ArpcInput, Cryptogram, DecideConfig, Decision, Facts, Request};
+use super::{ArpcInput, ChipData, Cryptogram, DecideConfig, Decision, Facts, Request};
 use crate::state::parts;
 use crate::time::transmission_instant;
 use crate::{
@@ -134,6 +134,15 @@ pub(super) fn decide_authorization<'a>(
     }
 
     if facts.cryptogram == Cryptogram::NotVerified && config.decline_unverified_arqc {
+        return decline(ResponseCode::DO_NOT_HONOR, requested.0, requested.1);
+    }
+
+    // A verified cryptogram binds what it covers: the chip's amount, currency and date must
+    // be the request's, or a recorded ARQC could be replayed for another amount.
+    if facts.cryptogram == Cryptogram::Verified
+        && let Some(chip) = &request.chip
+        && !chip_agrees(chip, request, transmitted_at, config)
+    {
         return decline(ResponseCode::DO_NOT_HONOR, requested.0, requested.1);
     }
 
@@ -370,6 +379,34 @@ fn with_arpc<'a>(mut decision: Decision<'a>, facts: &Facts) -> Decision<'a> {
         });
     }
     decision
+}
+
+/// Whether the chip data a verified ARQC covers agrees with the request: 9F02 with DE 4 (unless
+/// the merchant category is configured as one whose amounts may differ), 5F2A with DE 49, and
+/// 9A within a day of the transmission date. A tag the chip data lacks is not compared (the
+/// cryptogram could not have verified without the ones its profile covers).
+fn chip_agrees(
+    chip: &ChipData,
+    request: &Request<'_>,
+    transmitted_at: UnixSeconds,
+    config: &DecideConfig,
+) -> bool {
+    let amount_may_differ = request.merchant_category.is_some_and(|mcc| {
+        config
+            .chip_amount_may_differ
+            .iter()
+            .any(|r| (r.from..=r.to).contains(&mcc))
+    });
+    let amount_agrees =
+        amount_may_differ || chip.amount.is_none_or(|a| a == request.amount_transaction);
+    let currency_agrees = chip
+        .currency
+        .is_none_or(|c| c == request.currency_transaction);
+    let date_agrees = chip.date.is_none_or(|(yy, mm, dd)| {
+        crate::time::from_civil(2000 + i64::from(yy), u32::from(mm), u32::from(dd), 12, 0, 0)
+            .is_some_and(|noon| (noon.0 - transmitted_at.0).abs() <= 36 * 3600)
+    });
+    amount_agrees && currency_agrees && date_agrees
 }
 
 /// What DE 95 says remains held, in the currency the hold was taken in (`currency`, the
