@@ -53,7 +53,8 @@ pub(super) fn decide_authorization<'a>(
 
     // Duplicate: the first answer again, and no state change. An identity seen before with
     // other content is not a repeat: 94, nothing held.
-    if let Some(hold) = state.hold(&hold_id) {
+    let existing = state.hold(&hold_id);
+    if let Some(hold) = existing {
         let first = if hold.has(parts::AUTH) {
             let currency = state.account(hold.account()).currency();
             if amount_in_account_currency(request, currency) != Some(hold.auth_amount()) {
@@ -110,7 +111,7 @@ pub(super) fn decide_authorization<'a>(
 
     // The network has already reversed this identity (the reversal arrived first): decline it,
     // so that the answer never says "approved" for a hold that the reversal releases at once.
-    if state.hold(&hold_id).is_some_and(|h| h.has(parts::RELEASE)) {
+    if existing.is_some_and(|h| h.has(parts::RELEASE)) {
         return decline(ResponseCode::DO_NOT_HONOR, requested.0, requested.1);
     }
 
