@@ -37,7 +37,7 @@ fn checksum(len: [u8; 4], body: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&len), body)
 }
 
-fn frame(out: &mut Vec<u8>, body_start: usize) {
+fn frame(out: &mut [u8], body_start: usize) {
     let len = ((out.len() - body_start) as u32).to_le_bytes();
     let crc = checksum(len, &out[body_start..]).to_le_bytes();
     out[body_start - HEADER..body_start - 4].copy_from_slice(&len);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Spool, SpoolError, SpoolRecord, io_err};
 
@@ -50,16 +50,23 @@ pub struct SpoolHandle {
     tx: mpsc::Sender<Request>,
     depth: Arc<AtomicU64>,
     path: PathBuf,
+    /// Its sender is dropped by the thread once it has closed the spool (and released its lock).
+    done: watch::Receiver<()>,
 }
 
 impl SpoolHandle {
     /// Opens the spool in `dir` and starts its thread.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<SpoolHandle, SpoolError> {
-        let mut spool = Spool::open(dir, max_bytes)?;
+        SpoolHandle::start(Spool::open(dir, max_bytes)?)
+    }
+
+    /// Starts the thread of an open spool.
+    pub(super) fn start(mut spool: Spool) -> Result<SpoolHandle, SpoolError> {
         let depth = Arc::new(AtomicU64::new(spool.depth()));
         let (tx, mut rx) = mpsc::channel::<Request>(QUEUE_CAPACITY);
         let path = spool.path().to_path_buf();
         let thread_depth = depth.clone();
+        let (done_tx, done) = watch::channel(());
         std::thread::Builder::new()
             .name("log-spool".into())
             .spawn(move || {
@@ -75,9 +82,16 @@ impl SpoolHandle {
                     }
                     run_group(&mut spool, &mut held, &mut group, &thread_depth);
                 }
+                drop(spool);
+                drop(done_tx);
             })
-            .map_err(io_err(dir, "spawn spool thread"))?;
-        Ok(SpoolHandle { tx, depth, path })
+            .map_err(io_err(&path, "spawn spool thread"))?;
+        Ok(SpoolHandle {
+            tx,
+            depth,
+            path,
+            done,
+        })
     }
 
     /// Appends an event and returns its seq once it is on disk.
@@ -150,6 +164,14 @@ impl SpoolHandle {
             .await
             .map_err(|_| SpoolError::Stopped)?;
         rx.await.map_err(|_| SpoolError::Stopped)?
+    }
+
+    /// Drops this handle and waits until the spool is closed (its lock released), which is once
+    /// every clone is dropped too.
+    pub async fn close(self) {
+        let SpoolHandle { tx, mut done, .. } = self;
+        drop(tx);
+        while done.changed().await.is_ok() {}
     }
 
     /// Events not yet acknowledged by Kafka.
