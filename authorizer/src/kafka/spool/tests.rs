@@ -527,3 +527,25 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn cutting_out_the_damage_that_corrupt_names_opens_with_every_other_record() {
+    // The recovery of docs/kafka.md: keep the bytes before `offset` and from `next_valid` on.
+    let dir = tempfile::tempdir().unwrap();
+    drop(appended(dir.path(), 3));
+    let path = dir.path().join(SPOOL_FILE);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[SPOOL_MAGIC.len() + HEADER + 12] ^= 0x01; // inside the first record
+    fs::write(&path, &bytes).unwrap();
+    let Err(SpoolError::Corrupt {
+        offset, next_valid, ..
+    }) = Spool::open(dir.path(), 1 << 30)
+    else {
+        panic!("refused as corrupt")
+    };
+    let mut salvaged = bytes[..offset as usize].to_vec();
+    salvaged.extend_from_slice(&bytes[next_valid as usize..]);
+    fs::write(&path, &salvaged).unwrap();
+    let s = Spool::open(dir.path(), 1 << 30).unwrap();
+    assert_eq!(s.pending().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
+}
