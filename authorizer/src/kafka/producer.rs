@@ -20,6 +20,10 @@
 //! the client side may have been written by the broker (the idempotent producer narrows this to a
 //! broker that lost its session state).
 //!
+//! If the spool cannot take an event (full, disk error), the caller is told
+//! ([`PublishError::Spool`]) and the spool never sends it later; if its first send is still in
+//! flight the caller is told that too ([`PublishError::InDoubt`]): it may yet reach Kafka.
+//!
 //! Never: answer `Spooled` before the record is durable, remove a record Kafka did not
 //! acknowledge, or let a spooled event be overtaken by a later one.
 
@@ -90,11 +94,25 @@ pub enum Delivery {
     Spooled { seq: u64 },
 }
 
-/// The event is neither in Kafka nor in the spool: the caller must not count on it.
+/// The event is not in the spool and Kafka did not acknowledge it: the caller must not count on
+/// it.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// Neither in Kafka nor in the spool (a failed spool group is removed from the spool, so it
+    /// is never sent later).
     #[error("event {event_id} could not be spooled: {source}")]
     Spool {
+        event_id: String,
+        #[source]
+        source: SpoolError,
+    },
+    /// Not in the spool, but its first send had timed out and is still alive in librdkafka: it
+    /// may yet reach Kafka (until `message.timeout.ms`). The caller must neither count on it nor
+    /// assume it absent.
+    #[error(
+        "event {event_id} could not be spooled and its first send to Kafka is still in flight (it may yet be delivered): {source}"
+    )]
+    InDoubt {
         event_id: String,
         #[source]
         source: SpoolError,
@@ -212,9 +230,14 @@ impl Publisher {
                 in_flight.is_some(),
             )
             .await
-            .map_err(|source| PublishError::Spool {
-                event_id: event.event_id.clone(),
-                source,
+            .map_err(|source| {
+                let event_id = event.event_id.clone();
+                if in_flight.is_some() {
+                    // Dropping the delivery future does not withdraw the message.
+                    PublishError::InDoubt { event_id, source }
+                } else {
+                    PublishError::Spool { event_id, source }
+                }
             })?;
         s.metrics.add_spooled();
         s.metrics.set_spool_depth(s.spool.depth());
