@@ -219,7 +219,7 @@ async fn serve<H: RequestHandler>(
                     let handler = handler.clone();
                     let answers = answer_tx.clone();
                     tokio::spawn(async move {
-                        let answer = handler.handle(request).await;
+                        let answer = handler.handle(*request).await;
                         // The connection may be gone: then the answer goes nowhere.
                         let _ = answers.send((id, answer)).await;
                     });

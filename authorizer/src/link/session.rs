@@ -182,7 +182,8 @@ pub enum Action {
     /// Write this message (without its length prefix) to the socket.
     Send(Bytes),
     /// Hand this request to the pipeline; give its answer to [`Session::answer_ready`].
-    Deliver(RequestId, Message),
+    /// (Boxed: a [`Message`] holds the spans of all 128 fields.)
+    Deliver(RequestId, Box<Message>),
     /// The link's state changed (also written to the [`LinkStatus`]).
     State(LinkState),
     /// Flush what was sent and close the connection.
@@ -597,7 +598,8 @@ impl Session {
         let id = RequestId(self.next_request);
         self.in_flight.insert(id);
         self.status.set_in_flight(self.in_flight.len());
-        self.actions.push_back(Action::Deliver(id, message));
+        self.actions
+            .push_back(Action::Deliver(id, Box::new(message)));
     }
 
     fn unparsable(&mut self, frame: &Bytes, error: &iso8583::DecodeError) {
