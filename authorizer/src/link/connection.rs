@@ -65,10 +65,17 @@ pub struct LinkConfig {
     pub backoff_base: Duration,
     /// The longest wait between two dials.
     pub backoff_max: Duration,
+    /// TCP keepalive: the first probe after this long with nothing on the wire (then every
+    /// third of it, on Linux).
+    pub keepalive_idle: Duration,
+    /// A write to the socket not done after this long means the peer stopped reading: the
+    /// connection is dropped (and dialled again).
+    pub write_timeout: Duration,
 }
 
 impl LinkConfig {
-    /// Defaults: 5 s connect timeout, backoff from 500 ms up to 30 s.
+    /// Defaults: 5 s connect timeout, backoff from 500 ms up to 30 s, keepalive after 30 s idle,
+    /// 10 s to write.
     pub fn new(address: impl Into<String>, dialect: Arc<Dialect>, session: SessionConfig) -> Self {
         LinkConfig {
             address: address.into(),
@@ -77,6 +84,8 @@ impl LinkConfig {
             connect_timeout: Duration::from_secs(5),
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            keepalive_idle: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -161,7 +170,7 @@ async fn dial(config: &LinkConfig) -> io::Result<TcpStream> {
     let connect = async {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "the address resolves to nothing");
         for addr in tokio::net::lookup_host(&config.address).await? {
-            match connect_one(addr).await {
+            match connect_one(addr, config.keepalive_idle).await {
                 Ok(s) => return Ok(s),
                 Err(e) => last = e,
             }
@@ -175,7 +184,7 @@ async fn dial(config: &LinkConfig) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
+async fn connect_one(addr: SocketAddr, keepalive_idle: Duration) -> io::Result<TcpStream> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -183,7 +192,10 @@ async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
     };
     // A peer that vanishes without a FIN is found by the session's echo; keepalive also lets the
     // kernel drop the connection on a long-silent network.
-    socket.set_keepalive(true)?;
+    let keepalive = socket2::TcpKeepalive::new().with_time(keepalive_idle);
+    #[cfg(target_os = "linux")]
+    let keepalive = keepalive.with_interval((keepalive_idle / 3).max(Duration::from_secs(1)));
+    socket2::SockRef::from(&socket).set_tcp_keepalive(&keepalive)?;
     socket.connect(addr).await
 }
 
@@ -198,7 +210,7 @@ async fn serve<H: RequestHandler>(
 ) -> Option<CloseReason> {
     let (mut read_half, write_half) = stream.into_split();
     let (write_tx, write_rx) = mpsc::channel::<Bytes>(WRITE_QUEUE_MAX);
-    let mut writer = tokio::spawn(write_loop(write_half, write_rx));
+    let mut writer = tokio::spawn(write_loop(write_half, write_rx, config.write_timeout));
     // Each delivered request answers once: capacity for all of them, so a handler never waits.
     let (answer_tx, mut answer_rx) = mpsc::channel(config.session.in_flight_max);
     let mut codec = LengthPrefixed::new(config.session.max_frame_bytes);
@@ -261,6 +273,14 @@ async fn serve<H: RequestHandler>(
                 }
             },
             _ = sleep_until(deadline), if deadline.is_some() => session.tick(now()),
+            written = &mut writer => {
+                // The writer only ends early on a failed or stuck write: the connection is gone.
+                if let Ok(Err(e)) = written {
+                    tracing::warn!(device = %config.address, error = %e, "link: write failed");
+                }
+                session.disconnected();
+                return None;
+            }
         }
     }
 }
@@ -292,7 +312,9 @@ async fn read_frame(
 async fn write_loop(
     mut write_half: OwnedWriteHalf,
     mut frames: mpsc::Receiver<Bytes>,
+    write_timeout: Duration,
 ) -> io::Result<()> {
+    let stuck = || io::Error::new(io::ErrorKind::TimedOut, "the peer stopped reading");
     let mut codec = LengthPrefixed::new(usize::from(u16::MAX));
     let mut out = BytesMut::with_capacity(WRITE_BATCH_BYTES_MAX);
     while let Some(frame) = frames.recv().await {
@@ -303,10 +325,14 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        write_half.write_all(&out).await?;
+        tokio::time::timeout(write_timeout, write_half.write_all(&out))
+            .await
+            .map_err(|_| stuck())??;
         out.clear();
     }
-    write_half.shutdown().await
+    tokio::time::timeout(write_timeout, write_half.shutdown())
+        .await
+        .map_err(|_| stuck())?
 }
 
 fn put_frame(codec: &mut LengthPrefixed, out: &mut BytesMut, frame: Bytes) {
