@@ -4,7 +4,8 @@
 //! the snapshot format) is the [`ledger`] crate, which does no I/O and reads no clock. This crate
 //! holds what touches the world, each edge tested against the real service:
 //! * [`kafka`]: Kafka in and out, dead letters, the local spool.
-//! * [`link`]: the network link; today the mapping between ISO 8583 messages and decisions.
+//! * [`link`]: the network link: the session and connection per interface device, and the
+//!   mapping between ISO 8583 messages and decisions.
 //!
 //! Must never: decide money outside [`ledger`] (this crate moves bytes and events to and from it).
 
