@@ -196,6 +196,10 @@ fn env() -> &'static TestEnv {
         let base = std::env::temp_dir();
         sweep_dead(&base);
         let dir = base.join(format!("hsm-testing-{}", std::process::id()));
+        // Process ids wrap (32,768 on many hosts): a directory of this pid is a dead process's
+        // (this runs once per process), and its tokens would carry labels this process is about
+        // to use. Start empty.
+        let _ = std::fs::remove_dir_all(&dir);
         let tokens = dir.join("tokens");
         std::fs::create_dir_all(&tokens).expect("create the test token directory");
         let conf = dir.join("softhsm2.conf");
