@@ -5,10 +5,12 @@
 //! holds what touches the world, each edge tested against the real service:
 //! * [`kafka`]: Kafka in and out, dead letters, the local spool.
 //! * [`link`]: the network link; today the mapping between ISO 8583 messages and decisions.
+//! * [`config`]: the daemon's configuration file, its secrets and their checks.
 //!
 //! Must never: decide money outside [`ledger`] (this crate moves bytes and events to and from it).
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod kafka;
 pub mod link;
