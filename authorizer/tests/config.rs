@@ -443,3 +443,64 @@ fn the_loaded_configuration_converts_to_what_the_edges_and_the_core_take() {
     assert_eq!(config.network.dialect.name(), "mastercard");
     assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9464");
 }
+
+#[test]
+fn hold_rules_and_chip_amount_ranges_reach_the_decision_rules() {
+    let setup = Setup::example();
+    let config = Config::load_with(&setup.path(), None).unwrap();
+    // Not given: the core's default table.
+    assert_eq!(
+        config.decide_config().hold_duration_rules,
+        ledger::decide::DecideConfig::new("auth-a").hold_duration_rules
+    );
+    setup.edit(
+        "chip_amount_may_differ_mcc = []",
+        "chip_amount_may_differ_mcc = [\"5542\", \"5812-5814\"]\nhold_duration_rules = [{ mcc = \"7011\", duration_s = 86400 }]",
+    );
+    let decide = Config::load_with(&setup.path(), None)
+        .unwrap()
+        .decide_config();
+    assert_eq!(decide.hold_duration_s(Some(7011)), 86_400);
+    assert_eq!(decide.hold_duration_s(Some(3600)), 7 * 86_400);
+    assert_eq!(decide.chip_amount_may_differ.len(), 2);
+    assert_eq!(
+        (
+            decide.chip_amount_may_differ[1].from,
+            decide.chip_amount_may_differ[1].to
+        ),
+        (5812, 5814)
+    );
+    setup.edit("\"5812-5814\"", "\"5814-5812\"");
+    setup.edit("duration_s = 86400", "duration_s = 10");
+    let lines = problems(&setup.check());
+    let keys: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_once(": ").unwrap().0)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "ledger.hold_duration_rules[0].duration_s",
+            "ledger.chip_amount_may_differ_mcc[1]"
+        ],
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn an_unreadable_or_malformed_file_is_one_problem_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authorizer.toml");
+    let lines = problems(&check_config(&path, None));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("{}: ", path.display())),
+        "{lines:?}"
+    );
+    // The line is not quoted back: it might hold a secret written by mistake.
+    std::fs::write(&path, "instance_id = \"auth-a\"\npin = hunter2\n").unwrap();
+    let lines = problems(&check_config(&path, None));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("line 2"), "{lines:?}");
+    assert!(!lines[0].contains("hunter2"), "{lines:?}");
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hsm::pkcs11::Pkcs11Config;
 use hsm::{KeySet, KeySetId, Profile};
-use ledger::decide::DecideConfig;
+use ledger::decide::{DecideConfig, MccHoldRule, MccRange};
 use ledger::{HOLD_DURATION_MAX_S, LedgerConfig};
 use toml::{Table, Value};
 
@@ -582,6 +582,82 @@ fn admin(mut s: Section, e: &mut ConfigErrors) -> Option<AdminSection> {
     })
 }
 
+/// `NNNN` or `NNNN-NNNN` (from <= to), merchant category codes.
+fn mcc_range(text: &str) -> Result<MccRange, String> {
+    let bad = || format!("{text:?} is not an MCC or an MCC range (\"5542\", \"5812-5814\")");
+    let (from, to) = text.split_once('-').unwrap_or((text, text));
+    let mcc = |t: &str| {
+        let t = t.trim();
+        if t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()) {
+            t.parse::<u16>().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    let (from, to) = (mcc(from)?, mcc(to)?);
+    if from > to {
+        return Err(format!("{text:?}: the range must go upwards"));
+    }
+    Ok(MccRange { from, to })
+}
+
+/// `hold_duration_rules = [{ mcc = "3501-3999", duration_s = 2678400 }, ...]`: replaces the
+/// default table when given.
+fn hold_rules(s: &mut Section, e: &mut ConfigErrors) -> Option<Vec<MccHoldRule>> {
+    let key = s.key("hold_duration_rules");
+    let items = match s.take("hold_duration_rules")? {
+        Value::Array(items) => items,
+        _ => {
+            e.push(
+                key,
+                "must be an array of { mcc = \"NNNN-NNNN\", duration_s = N }",
+            );
+            return None;
+        }
+    };
+    if items.len() > DecideConfig::MCC_RULES_MAX {
+        e.push(
+            key.clone(),
+            format!("at most {} rules", DecideConfig::MCC_RULES_MAX),
+        );
+    }
+    let mut rules = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let item_key = format!("{key}[{i}]");
+        let Value::Table(table) = item else {
+            e.push(item_key, "must be { mcc = \"NNNN-NNNN\", duration_s = N }");
+            continue;
+        };
+        let mut rule = Section::nested(item_key, table);
+        let mcc = rule
+            .required_string(e, "mcc")
+            .and_then(|m| mcc_range(&m).map_err(|p| e.push(rule.key("mcc"), p)).ok());
+        let duration_s = match rule.take("duration_s") {
+            None => {
+                e.push(rule.key("duration_s"), "missing");
+                None
+            }
+            Some(Value::Integer(d)) if (60..=HOLD_DURATION_MAX_S).contains(&d) => Some(d),
+            Some(_) => {
+                e.push(
+                    rule.key("duration_s"),
+                    format!("must be an integer 60..={HOLD_DURATION_MAX_S} (seconds)"),
+                );
+                None
+            }
+        };
+        rule.finish(e);
+        if let (Some(range), Some(duration_s)) = (mcc, duration_s) {
+            rules.push(MccHoldRule {
+                from: range.from,
+                to: range.to,
+                duration_s,
+            });
+        }
+    }
+    Some(rules)
+}
+
 fn ledger(mut s: Section, e: &mut ConfigErrors) -> LedgerSection {
     let dedup_window_events = s.integer_in(
         e,
@@ -597,12 +673,39 @@ fn ledger(mut s: Section, e: &mut ConfigErrors) -> LedgerSection {
         7 * 86_400,
         60..=HOLD_DURATION_MAX_S,
     );
+    let hold_duration_rules = hold_rules(&mut s, e);
+    let mut chip_amount_may_differ = Vec::new();
+    let chip_key = s.key("chip_amount_may_differ_mcc");
+    match s.take("chip_amount_may_differ_mcc") {
+        None => {}
+        Some(Value::Array(items)) => {
+            if items.len() > DecideConfig::MCC_RULES_MAX {
+                e.push(
+                    chip_key.clone(),
+                    format!("at most {} ranges", DecideConfig::MCC_RULES_MAX),
+                );
+            }
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().map(mcc_range) {
+                    Some(Ok(range)) => chip_amount_may_differ.push(range),
+                    Some(Err(p)) => e.push(format!("{chip_key}[{i}]"), p),
+                    None => e.push(
+                        format!("{chip_key}[{i}]"),
+                        "must be a string (\"5542\", \"5812-5814\")",
+                    ),
+                }
+            }
+        }
+        Some(_) => e.push(chip_key, "must be an array of MCCs or MCC ranges"),
+    }
     let decline_unverified_arqc = s.bool_or(e, "decline_unverified_arqc", true);
     s.finish(e);
     LedgerSection {
         dedup_window_events,
         holds_per_account_max,
         hold_duration_default_s,
+        hold_duration_rules,
+        chip_amount_may_differ,
         decline_unverified_arqc,
     }
 }

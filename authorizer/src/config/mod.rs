@@ -207,6 +207,11 @@ pub struct LedgerSection {
     pub dedup_window_events: usize,
     pub holds_per_account_max: usize,
     pub hold_duration_default_s: i64,
+    /// The hold-duration table by merchant category (first match wins); `None`: the core's
+    /// default table ([`DecideConfig::new`]).
+    pub hold_duration_rules: Option<Vec<ledger::decide::MccHoldRule>>,
+    /// Merchant categories whose chip amount may differ from DE 4 (fuel, tips).
+    pub chip_amount_may_differ: Vec<ledger::decide::MccRange>,
     pub decline_unverified_arqc: bool,
 }
 
@@ -289,6 +294,10 @@ impl Config {
         let mut c = DecideConfig::new(&self.instance_id);
         c.hold_duration_default_s = self.ledger.hold_duration_default_s;
         c.holds_per_account_max = self.ledger.holds_per_account_max;
+        if let Some(rules) = &self.ledger.hold_duration_rules {
+            c.hold_duration_rules = rules.clone();
+        }
+        c.chip_amount_may_differ = self.ledger.chip_amount_may_differ.clone();
         c.decline_unverified_arqc = self.ledger.decline_unverified_arqc;
         c.transmission_skew_s = self.network.transmission_skew_s;
         c
