@@ -504,3 +504,52 @@ fn an_unreadable_or_malformed_file_is_one_problem_naming_it() {
     assert!(lines[0].contains("line 2"), "{lines:?}");
     assert!(!lines[0].contains("hunter2"), "{lines:?}");
 }
+
+#[test]
+fn a_configuration_of_the_required_keys_only_takes_the_defaults() {
+    let setup = Setup::example();
+    let state = setup.dir.path().join("state");
+    setup.write_config(&format!(
+        r#"instance_id = "auth-b"
+issuer_id = "12345"
+[network]
+dialect = "ascii"
+interface_devices = ["127.0.0.1:18583"]
+[kafka]
+bootstrap = "127.0.0.1:9092"
+[hsm]
+module = "{module}"
+token_label = "authorizer"
+pin_file = "hsm.pin"
+[pan_key]
+file = "pan.key"
+[state]
+dir = {state:?}
+"#,
+        module = hsm::pkcs11::SOFTHSM2_MODULE,
+        state = state.display().to_string(),
+    ));
+    let out = setup.check();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(stdout(&out).contains("key_sets=0 "), "{}", stdout(&out));
+    assert!(stdout(&out).contains("s3=no "), "{}", stdout(&out));
+    let c = Config::load_with(&setup.path(), None).unwrap();
+    assert_eq!(c.log_format, LogFormat::Text);
+    assert_eq!(c.network.max_frame_bytes, 4096);
+    assert_eq!(c.network.echo_idle.as_secs(), 60);
+    assert_eq!(c.network.answer_budget.as_millis(), 1500);
+    assert_eq!(c.kafka.account_updates_topic, "account-updates");
+    assert_eq!(c.kafka.authorizations_topic, "authorizations");
+    assert_eq!(c.kafka.dead_letter_topic, "account-updates.dlq");
+    assert_eq!(c.kafka.client_id, "auth-b");
+    assert_eq!(c.kafka.ack_budget.as_millis(), 500);
+    assert!(!c.kafka.create_topics);
+    assert_eq!(c.kafka.partitions, 3);
+    assert_eq!(c.hsm.budget.as_millis(), 200);
+    assert_eq!(c.hsm.unavailable_code, "91");
+    assert_eq!(c.hsm.pool_size, 2);
+    assert_eq!(c.snapshotter.every.as_secs(), 300);
+    assert_eq!((c.snapshotter.keep_local, c.snapshotter.keep_s3), (3, 48));
+    assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9464");
+    assert!(c.state.s3.is_none());
+}

@@ -160,12 +160,22 @@ impl Section {
 
     /// An optional string. An empty string is a problem (write nothing to take the default).
     pub(crate) fn string(&mut self, errors: &mut ConfigErrors, key: &str) -> Option<String> {
+        self.string_value(
+            errors,
+            key,
+            "must not be empty (leave the key out for the default)",
+        )
+    }
+
+    fn string_value(
+        &mut self,
+        errors: &mut ConfigErrors,
+        key: &str,
+        empty: &str,
+    ) -> Option<String> {
         match self.take(key)? {
             Value::String(s) if s.trim().is_empty() => {
-                errors.push(
-                    self.key(key),
-                    "must not be empty (leave the key out for the default)",
-                );
+                errors.push(self.key(key), empty);
                 None
             }
             Value::String(s) => Some(s),
@@ -176,18 +186,17 @@ impl Section {
         }
     }
 
-    /// A string that must be there.
+    /// A string that must be there, not empty.
     pub(crate) fn required_string(
         &mut self,
         errors: &mut ConfigErrors,
         key: &str,
     ) -> Option<String> {
-        let present = self.table.contains_key(key);
-        let s = self.string(errors, key);
-        if !present {
+        if !self.table.contains_key(key) {
             errors.push(self.key(key), "missing");
+            return None;
         }
-        s
+        self.string_value(errors, key, "must not be empty")
     }
 
     /// A string with a default.
@@ -338,15 +347,20 @@ mod tests {
 
     #[test]
     fn a_section_reports_what_it_was_not_asked_for() {
-        let table: Table = toml::from_str("a = 1\nb = \"x\"\nc = true\n").unwrap();
+        let table: Table =
+            toml::from_str("a = 1\nb = \"x\"\nc = true\nd = \" \"\ne = \"\"\n").unwrap();
         let mut errors = ConfigErrors::default();
         let mut s = Section::root(table);
         assert_eq!(s.integer_in(&mut errors, "a", 5, 0..=10), 1);
         assert_eq!(s.integer_in(&mut errors, "b", 5, 0..=10), 5);
+        assert_eq!(s.required_string(&mut errors, "d"), None);
+        assert_eq!(s.string_or(&mut errors, "e", "x"), "x");
+        assert_eq!(s.required_string(&mut errors, "f"), None);
         s.finish(&mut errors);
         assert_eq!(
             errors.to_string(),
-            "b: must be an integer (found a string)\nc: unknown key"
+            "b: must be an integer (found a string)\nd: must not be empty\n\
+             e: must not be empty (leave the key out for the default)\nf: missing\nc: unknown key"
         );
     }
 
