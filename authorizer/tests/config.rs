@@ -385,6 +385,8 @@ fn money_first_checks_across_keys() {
         "dead_letter_topic = \"account-updates.dlq\"",
         "dead_letter_topic = \"account-updates\"",
     );
+    // A broken section elsewhere does not hide the check across sections.
+    private(&setup.dir.path().join("hsm.pin"), "\n");
     let lines = problems(&setup.check());
     let keys: Vec<&str> = lines
         .iter()
@@ -394,6 +396,7 @@ fn money_first_checks_across_keys() {
         keys,
         [
             "kafka.dead_letter_topic",
+            "hsm.pin_file",
             "hsm.unavailable_code",
             "network.answer_budget_ms"
         ],

@@ -118,6 +118,11 @@ impl Section {
         join_key(&self.path, key)
     }
 
+    /// `section.key`'s value, left in place.
+    pub(crate) fn peek(&self, section: &str, key: &str) -> Option<&Value> {
+        self.table.get(section)?.as_table()?.get(key)
+    }
+
     /// The raw value, removed from the section.
     pub(crate) fn take(&mut self, key: &str) -> Option<Value> {
         self.table.remove(key)
