@@ -6,10 +6,12 @@
 //! * [`kafka`]: Kafka in and out, dead letters, the local spool.
 //! * [`link`]: the network link: the session and connection per interface device, and the
 //!   mapping between ISO 8583 messages and decisions.
+//! * [`config`]: the daemon's configuration file, its secrets and their checks.
 //!
 //! Must never: decide money outside [`ledger`] (this crate moves bytes and events to and from it).
 
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod kafka;
 pub mod link;
