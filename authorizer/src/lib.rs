@@ -5,6 +5,8 @@
 //! holds what touches the world, each edge tested against the real service:
 //! * [`kafka`]: Kafka in and out, dead letters, the local spool.
 //! * [`link`]: the network link; today the mapping between ISO 8583 messages and decisions.
+//! * [`pipeline`]: one request from decoded message to answer: validation, the HSM, the ledger
+//!   thread (the one writer of the state), the log, the answer.
 //!
 //! Must never: decide money outside [`ledger`] (this crate moves bytes and events to and from it).
 
@@ -12,3 +14,4 @@
 
 pub mod kafka;
 pub mod link;
+pub mod pipeline;

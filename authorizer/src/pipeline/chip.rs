@@ -1,0 +1,108 @@
+//! HSM facts for chip requests: a bounded pool of HSM workers with a per-call budget.
+//!
+//! PKCS#11 calls block, so each runs on tokio's blocking pool (`spawn_blocking`) while holding
+//! one of `hsm_workers` permits of a semaphore. The caller waits at most `hsm_budget` for a
+//! permit *and* the call together; past it the caller is told [`ChipFact::Unavailable`] and goes
+//! on (the pipeline answers the unavailable code). The call itself is not cancelled (a blocking
+//! PKCS#11 call cannot be): it finishes on its thread, keeps its permit until then, and drops
+//! what it returns (a [`PendingArpc`] dropped releases its session). So slow HSM calls can never
+//! pile up beyond `hsm_workers` threads: once all permits are taken, new requests time out
+//! waiting for one.
+//!
+//! Must never: block a tokio worker on the HSM, hold more than `hsm_workers` calls at once, or
+//! log the PAN (only the [`CardData`] it is given, whose `Debug` masks it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hsm::{
+    ArqcOutcome, AuthorisationResponse, CardData, CryptogramVerifier, EmvData, HsmError,
+    IssuerAuthData, KeySetId, PendingArpc,
+};
+use tokio::sync::Semaphore;
+
+/// What the HSM says about a request's ARQC.
+pub enum ChipFact {
+    /// The ARQC is the card's; the ARPC is computed from this once decided.
+    Verified(PendingArpc),
+    /// The ARQC does not match, or the chip data cannot be checked (missing or malformed tags):
+    /// the card's fault, declined by the ledger's cryptogram rule.
+    NotVerified,
+    /// The HSM failed or did not answer within the budget: not the card's fault; the pipeline
+    /// answers the unavailable code.
+    Unavailable(Unavailable),
+}
+
+/// Why the HSM could not give a fact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No answer (or no free worker) within `hsm_budget`.
+    Timeout,
+    /// The HSM answered with an error that is not about the chip data.
+    Error,
+}
+
+/// The pool of HSM workers.
+#[derive(Clone)]
+pub struct HsmPool {
+    verifier: Arc<dyn CryptogramVerifier>,
+    permits: Arc<Semaphore>,
+    budget: Duration,
+}
+
+impl HsmPool {
+    pub fn new(verifier: Arc<dyn CryptogramVerifier>, workers: usize, budget: Duration) -> Self {
+        HsmPool {
+            verifier,
+            permits: Arc::new(Semaphore::new(workers.max(1))),
+            budget,
+        }
+    }
+
+    /// Runs `call` on a worker within the budget; `None` past it.
+    async fn run<T: Send + 'static>(
+        &self,
+        budget: Duration,
+        call: impl FnOnce(&dyn CryptogramVerifier) -> T + Send + 'static,
+    ) -> Option<T> {
+        let verifier = self.verifier.clone();
+        let permits = self.permits.clone();
+        let work = async move {
+            let permit = permits.acquire_owned().await.ok()?;
+            let handle = tokio::task::spawn_blocking(move || {
+                let out = call(verifier.as_ref());
+                drop(permit);
+                out
+            });
+            handle.await.ok()
+        };
+        tokio::time::timeout(budget, work).await.ok().flatten()
+    }
+
+    /// Verifies the ARQC of `emv` for `card` with the key set `key_set`.
+    pub async fn verify(&self, key_set: KeySetId, card: CardData, emv: EmvData) -> ChipFact {
+        let out = self
+            .run(self.budget, move |v| v.verify_arqc(&key_set, &card, &emv))
+            .await;
+        match out {
+            None => ChipFact::Unavailable(Unavailable::Timeout),
+            Some(Ok(ArqcOutcome::Verified(pending))) => ChipFact::Verified(pending),
+            Some(Ok(ArqcOutcome::Rejected)) => ChipFact::NotVerified,
+            // Chip data the HSM cannot use is the card's (or terminal's) fault, not the HSM's.
+            Some(Err(HsmError::Emv(_))) => ChipFact::NotVerified,
+            Some(Err(_)) => ChipFact::Unavailable(Unavailable::Error),
+        }
+    }
+
+    /// Computes tag 91 from a verified ARQC's pending step, within the budget; `None` if the HSM
+    /// failed or was late (the answer then goes without tag 91).
+    pub async fn arpc(
+        &self,
+        pending: PendingArpc,
+        response: AuthorisationResponse,
+    ) -> Option<IssuerAuthData> {
+        self.run(self.budget, move |_| pending.arpc(&response).ok())
+            .await
+            .flatten()
+    }
+}
