@@ -492,7 +492,7 @@ async fn not_durable_diverges_and_replace_state_serves_again(failure: Log) {
     assert!(log.published.lock().unwrap().is_empty());
     // The owner rebuilds the state from the durable log (here: the cloud's events only).
     let old = p
-        .replace_state(state())
+        .replace_state(state(), None)
         .await
         .expect("the ledger thread runs");
     assert_eq!(
@@ -743,4 +743,49 @@ async fn the_logs_records_are_applied_on_the_ledger_thread_and_readiness_waits_f
         .await
         .unwrap();
     assert_eq!(state.counts().holds, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_state_with_its_own_applier_is_ready_only_once_that_applier_caught_up() {
+    let (hsm, log) = (TestHsm::new(Hsm::Verify), TestLog::new(Log::Fail));
+    let p = start(&hsm, &log, config());
+    assert_eq!(code(&p.handle(authorization(1, 100)).await), "91");
+    assert!(p.diverged());
+    // The rebuilt state is at offset 1 of a partition whose end is 2: not caught up yet.
+    let topic = "account-updates".to_owned();
+    let tp = TopicPartition::new(topic.clone(), 0);
+    let applier = Applier::for_partitions(
+        &[(Source::AccountUpdates, topic)],
+        &[(tp.clone(), 1)].into_iter().collect(),
+        &[(tp, 2)].into_iter().collect(),
+        DeadLetters::Collect {
+            kept: Vec::new(),
+            keep_max: 8,
+        },
+        Arc::new(LogMetrics::default()),
+    );
+    let mut rebuilt = State::new(LedgerConfig::default());
+    rebuilt
+        .apply_json(Source::AccountUpdates, &account_json(1))
+        .unwrap();
+    p.replace_state(rebuilt, Some(applier)).await.unwrap();
+    assert!(!p.diverged());
+    assert!(!p.ready());
+    let batch = RecordBatch::parse(vec![LogRecord {
+        source: Source::AccountUpdates,
+        partition: 0,
+        offset: 1,
+        key: Some(b"acc-1".to_vec()),
+        payload: Some(card_json()),
+    }]);
+    let p2 = p.clone();
+    assert!(
+        tokio::task::spawn_blocking(move || p2.apply_log(batch))
+            .await
+            .unwrap()
+    );
+    p.inspect(|_| ()).await.unwrap();
+    assert!(p.ready());
+    log.set(Log::Ack);
+    assert_eq!(code(&p.handle(authorization(2, 100)).await), "00");
 }

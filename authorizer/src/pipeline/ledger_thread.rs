@@ -83,6 +83,7 @@ pub enum Command {
     ApplyLog(RecordBatch),
     ReplaceState {
         state: Box<State>,
+        applier: Option<Applier>,
         reply: oneshot::Sender<Box<State>>,
     },
     Inspect(Inspect),
@@ -146,9 +147,18 @@ impl LedgerThread {
                             );
                         }
                     },
-                    Command::ReplaceState { state, reply } => {
+                    Command::ReplaceState {
+                        state,
+                        applier,
+                        reply,
+                    } => {
                         let old = std::mem::replace(&mut self.state, *state);
+                        if applier.is_some() {
+                            self.applier = applier;
+                        }
                         in_flight.clear();
+                        let log_ready = self.applier.as_ref().is_none_or(|a| a.progress().ready);
+                        self.flags.log_ready.store(log_ready, Ordering::Release);
                         self.flags.diverged.store(false, Ordering::Release);
                         let _ = reply.send(Box::new(old));
                     }

@@ -250,10 +250,16 @@ impl Pipeline {
 
     /// Replaces the ledger's state (one rebuilt from the durable log after a divergence), clears
     /// the divergence, and returns the old state. Queued after the commands already queued.
-    pub async fn replace_state(&self, state: State) -> Option<State> {
+    ///
+    /// `applier`: the applier of the consumer that feeds the new state (its offsets are the new
+    /// state's: the records below them are in it). `None` keeps the current applier, which is
+    /// right only if the new state holds every record below the current applier's offsets
+    /// (records at or above them are applied again as they come, a no-op for those it holds).
+    pub async fn replace_state(&self, state: State, applier: Option<Applier>) -> Option<State> {
         let (tx, rx) = oneshot::channel();
         let command = Command::ReplaceState {
             state: Box::new(state),
+            applier,
             reply: tx,
         };
         // Blocking send: waits for room rather than drop the new state.
