@@ -9,7 +9,8 @@
 //! pile up beyond `hsm_workers` threads: once all permits are taken, new requests time out
 //! waiting for one.
 //!
-//! Must never: block a tokio worker on the HSM, hold more than `hsm_workers` calls at once, or
+//! Must never: block a tokio worker on the HSM (dropping a [`PendingArpc`] calls it too: see
+//! [`Pending`]), hold more than `hsm_workers` calls at once, or
 //! log the PAN (only the [`CardData`] it is given, whose `Debug` masks it).
 
 use std::sync::Arc;
@@ -24,13 +25,31 @@ use tokio::sync::Semaphore;
 /// What the HSM says about a request's ARQC.
 pub enum ChipFact {
     /// The ARQC is the card's; the ARPC is computed from this once decided.
-    Verified(PendingArpc),
+    Verified(Pending),
     /// The ARQC does not match, or the chip data cannot be checked (missing or malformed tags):
     /// the card's fault, declined by the ledger's cryptogram rule.
     NotVerified,
     /// The HSM failed or did not answer within the budget: not the card's fault; the pipeline
     /// answers the unavailable code.
     Unavailable(Unavailable),
+}
+
+/// A verified ARQC's pending ARPC step. Dropping a [`PendingArpc`] makes PKCS#11 calls (it
+/// destroys the keys it kept), so this wrapper drops it on the blocking pool, never on a tokio
+/// worker.
+pub struct Pending(Option<PendingArpc>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(pending) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn_blocking(move || drop(pending));
+                }
+                Err(_) => drop(pending),
+            }
+        }
+    }
 }
 
 /// Why the HSM could not give a fact.
@@ -86,7 +105,7 @@ impl HsmPool {
             .await;
         match out {
             None => ChipFact::Unavailable(Unavailable::Timeout),
-            Some(Ok(ArqcOutcome::Verified(pending))) => ChipFact::Verified(pending),
+            Some(Ok(ArqcOutcome::Verified(pending))) => ChipFact::Verified(Pending(Some(pending))),
             Some(Ok(ArqcOutcome::Rejected)) => ChipFact::NotVerified,
             // Chip data the HSM cannot use is the card's (or terminal's) fault, not the HSM's.
             Some(Err(HsmError::Emv(_))) => ChipFact::NotVerified,
@@ -98,10 +117,11 @@ impl HsmPool {
     /// failed or was late (the answer then goes without tag 91).
     pub async fn arpc(
         &self,
-        pending: PendingArpc,
+        mut pending: Pending,
         response: AuthorisationResponse,
     ) -> Option<IssuerAuthData> {
-        self.run(self.budget, move |_| pending.arpc(&response).ok())
+        let step = pending.0.take()?;
+        self.run(self.budget, move |_| step.arpc(&response).ok())
             .await
             .flatten()
     }

@@ -33,13 +33,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hsm::{AuthorisationResponse, CardData, EmvData, KeySetId, PendingArpc};
+use hsm::{AuthorisationResponse, CardData, EmvData, KeySetId};
 use iso8583::{Dialect, Message, response_to};
 use ledger::decide::{Cryptogram, DecideConfig, Facts, MessageClass};
 use ledger::{PanKey, ResponseCode, State, UnixSeconds};
 use tokio::sync::oneshot;
 
-pub use chip::{ChipFact, HsmPool, Unavailable};
+pub use chip::{ChipFact, HsmPool, Pending, Unavailable};
 pub use counters::{Counters, Counts, CountsSnapshot, Stage};
 pub use ledger_thread::{CardFacts, Settled};
 pub use request::OwnedRequest;
@@ -372,7 +372,7 @@ impl Pipeline {
         }
         // Chip data of a card we know: the HSM's facts, within its budget.
         let mut cryptogram = Cryptogram::Absent;
-        let mut pending: Option<PendingArpc> = None;
+        let mut pending: Option<Pending> = None;
         if let Some(tags) = icc_tags(&message) {
             let (tx, rx) = oneshot::channel();
             let lookup = Command::Lookup {
@@ -485,7 +485,7 @@ impl Inner {
         &self,
         message: Message,
         decided: oneshot::Receiver<Decided>,
-        pending: Option<PendingArpc>,
+        pending: Option<Pending>,
     ) -> Option<(Bytes, [u8; 2])> {
         let queued = Instant::now();
         let Ok(decided) = decided.await else {
