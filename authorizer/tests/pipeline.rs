@@ -374,6 +374,7 @@ async fn a_rejected_arqc_is_declined_by_the_ledger_not_answered_unavailable() {
     // The decline is recorded (a repeat finds it) but holds nothing.
     assert_eq!(holds(&p).await.1, i128::from(LIMIT));
     assert_eq!(p.counters().counts.snapshot().unavailable_hsm_error, 0);
+    assert_eq!(p.counters().counts.snapshot().hsm_rejected, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -788,4 +789,117 @@ async fn a_replaced_state_with_its_own_applier_is_ready_only_once_that_applier_c
     assert!(p.ready());
     log.set(Log::Ack);
     assert_eq!(code(&p.handle(authorization(2, 100)).await), "00");
+}
+
+/// An HSM like the PKCS#11 backend: a verification takes a session from a pool of `size` and its
+/// pending ARPC keeps it until the ARPC is computed (or dropped). The first ARPC step waits until
+/// another verification is waiting for a session, so that the worker pool is contended.
+struct SessionPool {
+    free: std::sync::Mutex<usize>,
+    changed: std::sync::Condvar,
+    waiting: AtomicUsize,
+    /// The first ARPC waits for a contending verification; the others do not.
+    contend: std::sync::atomic::AtomicBool,
+}
+
+struct PooledHsm {
+    sessions: Arc<SessionPool>,
+}
+
+struct PooledArpc {
+    sessions: Arc<SessionPool>,
+}
+
+const SAFETY: Duration = Duration::from_secs(5);
+
+impl ArpcStep for PooledArpc {
+    fn arpc(self: Box<Self>, response: &AuthorisationResponse) -> Result<IssuerAuthData, HsmError> {
+        if !self.sessions.contend.swap(false, Ordering::SeqCst) {
+            return Ok(IssuerAuthData::method1([0x91; 8], response.arc));
+        }
+        let free = self.sessions.free.lock().unwrap();
+        let _ = self
+            .sessions
+            .changed
+            .wait_timeout_while(free, SAFETY, |_| {
+                self.sessions.waiting.load(Ordering::SeqCst) == 0
+            })
+            .unwrap();
+        Ok(IssuerAuthData::method1([0x91; 8], response.arc))
+    }
+}
+
+impl Drop for PooledArpc {
+    fn drop(&mut self) {
+        *self.sessions.free.lock().unwrap() += 1;
+        self.sessions.changed.notify_all();
+    }
+}
+
+impl CryptogramVerifier for PooledHsm {
+    fn verify_arqc(
+        &self,
+        _key_set: &KeySetId,
+        _card: &CardData,
+        _emv: &EmvData,
+    ) -> Result<ArqcOutcome, HsmError> {
+        let s = &self.sessions;
+        let mut free = s.free.lock().unwrap();
+        if *free == 0 {
+            s.waiting.fetch_add(1, Ordering::SeqCst);
+            s.changed.notify_all();
+            free = s
+                .changed
+                .wait_timeout_while(free, SAFETY, |f| *f == 0)
+                .unwrap()
+                .0;
+            s.waiting.fetch_sub(1, Ordering::SeqCst);
+            if *free == 0 {
+                return Err(HsmError::Timeout {
+                    waited_ms: SAFETY.as_millis() as u64,
+                    pool_size: 1,
+                });
+            }
+        }
+        *free -= 1;
+        Ok(ArqcOutcome::Verified(PendingArpc::new(Box::new(
+            PooledArpc {
+                sessions: s.clone(),
+            },
+        ))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_1_an_arpc_never_waits_for_a_worker_held_by_a_verification_waiting_for_its_session() {
+    let hsm = Arc::new(PooledHsm {
+        sessions: Arc::new(SessionPool {
+            free: std::sync::Mutex::new(1),
+            changed: std::sync::Condvar::new(),
+            waiting: AtomicUsize::new(0),
+            contend: std::sync::atomic::AtomicBool::new(true),
+        }),
+    });
+    let log = TestLog::new(Log::Ack);
+    let mut config = config();
+    config.hsm_workers = 1;
+    config.hsm_budget = Duration::from_secs(2);
+    let (p, ledger) = Pipeline::start(state(), config, hsm, Arc::new(Shared(log.clone())));
+    std::mem::forget(ledger);
+    let tasks: Vec<_> = (1..=2)
+        .map(|stan| {
+            let p = p.clone();
+            tokio::spawn(async move { p.handle(chip_authorization(stan, 100)).await })
+        })
+        .collect();
+    for t in tasks {
+        let answer = t.await.unwrap();
+        assert_eq!(code(&answer), "00");
+        assert!(
+            decode(answer.as_ref().unwrap()).field(55).is_some(),
+            "tag 91"
+        );
+    }
+    let c = p.counters().counts.snapshot();
+    assert_eq!((c.arpc_failed, c.hsm_verified), (0, 2));
 }

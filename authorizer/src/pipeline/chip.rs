@@ -7,7 +7,8 @@
 //! PKCS#11 call cannot be): it finishes on its thread, keeps its permit until then, and drops
 //! what it returns (a [`PendingArpc`] dropped releases its session). So slow HSM calls can never
 //! pile up beyond `hsm_workers` threads: once all permits are taken, new requests time out
-//! waiting for one.
+//! waiting for one. The ARPC after the decision runs on the blocking pool too, within the same
+//! budget but without a permit (see [`HsmPool::arpc`]).
 //!
 //! Must never: block a tokio worker on the HSM (dropping a [`PendingArpc`] calls it too: see
 //! [`Pending`]), hold more than `hsm_workers` calls at once, or
@@ -78,31 +79,21 @@ impl HsmPool {
         }
     }
 
-    /// Runs `call` on a worker within the budget; `None` past it.
-    async fn run<T: Send + 'static>(
-        &self,
-        budget: Duration,
-        call: impl FnOnce(&dyn CryptogramVerifier) -> T + Send + 'static,
-    ) -> Option<T> {
+    /// Verifies the ARQC of `emv` for `card` with the key set `key_set`, on a worker, within the
+    /// budget.
+    pub async fn verify(&self, key_set: KeySetId, card: CardData, emv: EmvData) -> ChipFact {
         let verifier = self.verifier.clone();
         let permits = self.permits.clone();
         let work = async move {
             let permit = permits.acquire_owned().await.ok()?;
             let handle = tokio::task::spawn_blocking(move || {
-                let out = call(verifier.as_ref());
+                let out = verifier.verify_arqc(&key_set, &card, &emv);
                 drop(permit);
                 out
             });
             handle.await.ok()
         };
-        tokio::time::timeout(budget, work).await.ok().flatten()
-    }
-
-    /// Verifies the ARQC of `emv` for `card` with the key set `key_set`.
-    pub async fn verify(&self, key_set: KeySetId, card: CardData, emv: EmvData) -> ChipFact {
-        let out = self
-            .run(self.budget, move |v| v.verify_arqc(&key_set, &card, &emv))
-            .await;
+        let out = tokio::time::timeout(self.budget, work).await.ok().flatten();
         match out {
             None => ChipFact::Unavailable(Unavailable::Timeout),
             Some(Ok(ArqcOutcome::Verified(pending))) => ChipFact::Verified(Pending(Some(pending))),
@@ -115,14 +106,23 @@ impl HsmPool {
 
     /// Computes tag 91 from a verified ARQC's pending step, within the budget; `None` if the HSM
     /// failed or was late (the answer then goes without tag 91).
+    ///
+    /// Without a worker permit: the pending step holds one of the backend's sessions, and a
+    /// verification holding a permit may be waiting for that very session; an ARPC that waited
+    /// for a permit would wait for itself (until the backend's session timeout). Bounded all the
+    /// same: at most one ARPC per pending step, and pending steps are bounded by the backend's
+    /// session pool.
     pub async fn arpc(
         &self,
         mut pending: Pending,
         response: AuthorisationResponse,
     ) -> Option<IssuerAuthData> {
         let step = pending.0.take()?;
-        self.run(self.budget, move |_| step.arpc(&response).ok())
+        let handle = tokio::task::spawn_blocking(move || step.arpc(&response).ok());
+        tokio::time::timeout(self.budget, handle)
             .await
+            .ok()
+            .and_then(Result::ok)
             .flatten()
     }
 }

@@ -71,6 +71,10 @@ counters! {
     late,
     /// Not answered: an MTI the pipeline does not handle (0800 is the link session's; responses).
     not_ours,
+    /// ARQCs the HSM verified.
+    hsm_verified,
+    /// ARQCs the HSM rejected, or chip data it could not check (declined by the ledger).
+    hsm_rejected,
     /// Events acknowledged by Kafka within the ack budget.
     acked,
     /// Events in the spool (Kafka late or down).

@@ -398,10 +398,13 @@ impl Pipeline {
                     inner.counters.stage(Stage::Hsm, t.elapsed());
                     match fact {
                         ChipFact::Verified(p) => {
+                            inner.counters.add(&inner.counters.counts.hsm_verified);
                             cryptogram = Cryptogram::Verified;
                             pending = Some(p);
                         }
-                        ChipFact::NotVerified => {}
+                        ChipFact::NotVerified => {
+                            inner.counters.add(&inner.counters.counts.hsm_rejected);
+                        }
                         ChipFact::Unavailable(Unavailable::Timeout) => {
                             return inner.unavailable(&message, Why::HsmTimeout);
                         }
