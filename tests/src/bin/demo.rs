@@ -342,13 +342,13 @@ fn main() {
         && p.unavailable_hsm_error == 0
         && p.publish_failed == 0;
     println!(
-        "demo: {} requests ({} not answered in time); ARPCs accepted by the cards {}/{}; repeats answered identically {}/{}",
+        "demo: {} requests; ARPCs accepted by the cards {}/{}; repeats answered identically {}/{}; not answered in time {}",
         figures.requests,
-        figures.unanswered,
         figures.arpc_ok,
         figures.arpc_ok + figures.arpc_bad,
         figures.repeats_same,
         figures.repeats_same + figures.repeats_different,
+        figures.unanswered,
     );
     if let Some(log) = log {
         ok &= converge(&rt, log, &state_a);
