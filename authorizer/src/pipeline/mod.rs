@@ -106,16 +106,16 @@ impl PipelineConfig {
 }
 
 /// Readiness flags shared with the ledger thread.
-pub struct Flags {
+pub(crate) struct Flags {
     /// The log's catch-up is done (true without an applier).
-    pub log_ready: AtomicBool,
+    pub(crate) log_ready: AtomicBool,
     /// A decision in the state has an event that is not durable: serve nothing until the state is
     /// replaced.
-    pub diverged: AtomicBool,
+    pub(crate) diverged: AtomicBool,
     /// Commands in the ledger thread's queue (sent, not yet taken).
-    pub queue_depth: AtomicUsize,
+    pub(crate) queue_depth: AtomicUsize,
     /// Requests the ledger thread decided.
-    pub decisions: AtomicU64,
+    pub(crate) decisions: AtomicU64,
 }
 
 struct Inner {
