@@ -27,18 +27,27 @@ async fn an_authorization_is_approved_once_its_event_is_durable_and_a_verified_c
     assert_eq!(code(&answer), "00");
     let answer = decode(answer.as_ref().unwrap());
     assert_eq!(answer.mti().as_u16(), 110);
+    // The same through the message-typed entry point: the repeat's answer, decoded.
+    let repeat = p
+        .handle_message(chip_authorization(1, 10_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        (repeat.text(39), repeat.text(38)),
+        (Some("00"), answer.text(38))
+    );
     let de55 = answer.field(55).expect("tag 91 in DE 55");
     assert!(
         de55.windows(3).any(|w| w == [0x91, 10, 0x91]),
         "{de55:02X?}"
     );
-    assert_eq!(hsm.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(hsm.calls.load(Ordering::SeqCst), 2);
     assert_eq!(log.published.lock().unwrap().len(), 1);
     assert_eq!(holds(&p).await, (1, i128::from(LIMIT - 10_000)));
     assert_eq!(p.counters().counts.snapshot().acked, 1);
     assert_eq!(
         p.counters().by_code().get(&("0100".into(), "00".into())),
-        Some(&1)
+        Some(&2)
     );
 }
 

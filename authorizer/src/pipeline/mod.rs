@@ -321,6 +321,19 @@ impl Pipeline {
         async move { pipeline.run(request).await }
     }
 
+    /// [`Pipeline::handle`] with the answer decoded again, for a link handler that takes
+    /// messages (the encoded answer of [`Pipeline::handle`] saves that decode).
+    pub fn handle_message(
+        &self,
+        request: Message,
+    ) -> impl std::future::Future<Output = Option<Message>> + Send + 'static {
+        let pipeline = self.clone();
+        async move {
+            let answer = pipeline.clone().run(request).await?;
+            Message::decode(&pipeline.inner.config.dialect, answer).ok()
+        }
+    }
+
     async fn run(self, message: Message) -> Option<Bytes> {
         let started = Instant::now();
         let inner = &self.inner;
