@@ -66,7 +66,9 @@ pub struct PipelineConfig {
     pub hsm_budget: Duration,
     /// Budget given to the log for Kafka's acknowledgement (then the spool).
     pub ack_budget: Duration,
-    /// An answer later than this after the request arrived is not sent.
+    /// An answer later than this after the request arrived is not sent. Should exceed
+    /// `hsm_budget` twice (ARQC, then ARPC) plus `ack_budget` and the spool's fsync, or answers
+    /// the log spooled in time are still late.
     pub answer_budget: Duration,
     /// Commands the ledger thread's queue holds; a request that finds it full is answered
     /// the unavailable code.
