@@ -12,7 +12,7 @@ use std::time::Duration;
 use authorizer::kafka::{
     Applier, DeadLetters, LogMetrics, LogRecord, RecordBatch, Source, TopicPartition,
 };
-use authorizer::pipeline::Pipeline;
+use authorizer::pipeline::{Pipeline, Stage};
 use iso8583::{MessageBuilder, Mti};
 use ledger::{LedgerConfig, State};
 use pipeline_support::*;
@@ -48,6 +48,11 @@ async fn an_authorization_is_approved_once_its_event_is_durable_and_a_verified_c
     assert_eq!(
         p.counters().by_code().get(&("0100".into(), "00".into())),
         Some(&2)
+    );
+    let recorded = |stage| p.counters().stage_histogram(stage).len();
+    assert_eq!(
+        [Stage::Total, Stage::Hsm, Stage::Ledger, Stage::KafkaAck].map(recorded),
+        [2, 2, 2, 1]
     );
 }
 
@@ -509,4 +514,49 @@ async fn rule_1_an_arpc_never_waits_for_a_worker_held_by_a_verification_waiting_
     }
     let c = p.counters().counts.snapshot();
     assert_eq!((c.arpc_failed, c.hsm_verified), (0, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_another_replica_published_lowers_open_to_buy_for_the_next_decision() {
+    let (hsm, log) = (TestHsm::new(Hsm::Verify), TestLog::new(Log::Ack));
+    let topic = "authorizations".to_owned();
+    let tp = TopicPartition::new(topic.clone(), 0);
+    let applier = Applier::for_partitions(
+        &[(Source::Authorizations, topic)],
+        &[(tp.clone(), 0)].into_iter().collect(),
+        &[(tp, 0)].into_iter().collect(),
+        DeadLetters::Collect {
+            kept: Vec::new(),
+            keep_max: 8,
+        },
+        Arc::new(LogMetrics::default()),
+    );
+    let (p, ledger) = Pipeline::start_with_applier(
+        state(),
+        applier,
+        config(),
+        hsm.clone(),
+        Arc::new(Shared(log.clone())),
+    );
+    std::mem::forget(ledger);
+    let placed = format!(
+        r#"{{"schema":1,"type":"hold.placed","event_id":"b-1","at":"2026-11-22T10:15:01Z","instance":"auth-b","account_id":"acc-1","hold_id":"h-00112233445566778899aabbccddeeff","response_code":"00","amount_minor":{},"currency":"986","approval_code":"ABC123","expires_at":"2026-11-29T10:15:00Z","trace":{{"mti":"0100","pan_masked":"541333******0434","transmission_date_time":"1122101500","transmitted_at":"2026-11-22T10:15:00Z","stan":"999999","acquirer_id":"12345","forwarder_id":"0"}}}}"#,
+        LIMIT - 50
+    );
+    let batch = RecordBatch::parse(vec![LogRecord {
+        source: Source::Authorizations,
+        partition: 0,
+        offset: 0,
+        key: Some(b"acc-1".to_vec()),
+        payload: Some(placed.into_bytes()),
+    }]);
+    let p2 = p.clone();
+    assert!(
+        tokio::task::spawn_blocking(move || p2.apply_log(batch))
+            .await
+            .unwrap()
+    );
+    assert_eq!(holds(&p).await, (1, 50));
+    assert_eq!(code(&p.handle(authorization(1, 100)).await), "51");
+    assert_eq!(code(&p.handle(authorization(2, 50)).await), "00");
 }
