@@ -7,6 +7,8 @@
 //! * [`link`]: the network link: the session and connection per interface device, and the
 //!   mapping between ISO 8583 messages and decisions.
 //! * [`config`]: the daemon's configuration file, its secrets and their checks.
+//! * [`pipeline`]: one request from decoded message to answer: validation, the HSM, the ledger
+//!   thread (the one writer of the state), the log, the answer.
 //!
 //! Must never: decide money outside [`ledger`] (this crate moves bytes and events to and from it).
 
@@ -15,3 +17,4 @@
 pub mod config;
 pub mod kafka;
 pub mod link;
+pub mod pipeline;

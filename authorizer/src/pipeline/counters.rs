@@ -1,0 +1,157 @@
+//! The pipeline's counters: requests by MTI and DE 39, why requests were answered unavailable or
+//! not at all, where events went, and stage durations (`total`, `hsm`, `ledger`, `kafka_ack`)
+//! as histograms in microseconds. Read by the metrics exporter (later) and by tests.
+//!
+//! Must never: hold anything of a request but its MTI and response code.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// A stage of the request path whose duration is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// Request in to answer out (or to the answer given up).
+    Total,
+    /// The ARQC check, including the wait for a free HSM worker.
+    Hsm,
+    /// Queued for the ledger thread to decision back.
+    Ledger,
+    /// Publishing the event (Kafka's acknowledgement or the spool's fsync).
+    KafkaAck,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [Stage::Total, Stage::Hsm, Stage::Ledger, Stage::KafkaAck];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Total => "total",
+            Stage::Hsm => "hsm",
+            Stage::Ledger => "ledger",
+            Stage::KafkaAck => "kafka_ack",
+        }
+    }
+}
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Plain counters (monotonic).
+        #[derive(Default, Debug)]
+        pub struct Counts { $($(#[$doc])* pub $name: AtomicU64,)* }
+        /// A copy of [`Counts`].
+        #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+        pub struct CountsSnapshot { $(pub $name: u64,)* }
+        impl Counts {
+            pub fn snapshot(&self) -> CountsSnapshot {
+                CountsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Answered the unavailable code: the HSM was late or had no free worker.
+    unavailable_hsm_timeout,
+    /// Answered the unavailable code: the HSM failed.
+    unavailable_hsm_error,
+    /// Answered the unavailable code: the ledger's queue was full.
+    unavailable_queue_full,
+    /// Answered the unavailable code: the event could not be made durable (the replica diverged).
+    unavailable_not_durable,
+    /// Answered the unavailable code: the replica is not ready (catching up or diverged).
+    unavailable_not_ready,
+    /// Answered the unavailable code: the ledger thread could not decide (stopped, or the
+    /// decision's event did not apply).
+    unavailable_ledger,
+    /// Not answered: the answer would have been later than `answer_budget`.
+    late,
+    /// Not answered: an MTI the pipeline does not handle (0800 is the link session's; responses).
+    not_ours,
+    /// ARQCs the HSM verified.
+    hsm_verified,
+    /// ARQCs the HSM rejected, or chip data it could not check (declined by the ledger).
+    hsm_rejected,
+    /// Events acknowledged by Kafka within the ack budget.
+    acked,
+    /// Events in the spool (Kafka late or down).
+    spooled,
+    /// Publishes that failed (neither Kafka nor the spool, or in doubt).
+    publish_failed,
+    /// Approvals answered without tag 91 because the ARPC could not be computed in time.
+    arpc_failed,
+}
+
+/// Answers by request MTI and DE 39.
+type ByCode = BTreeMap<([u8; 4], [u8; 2]), u64>;
+
+/// Counters and histograms of one pipeline.
+pub struct Counters {
+    pub counts: Counts,
+    by_code: Mutex<ByCode>,
+    stages: [Mutex<Histogram<u64>>; 4],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        let h =
+            || Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 2).expect("bounds are valid"));
+        Counters {
+            counts: Counts::default(),
+            by_code: Mutex::new(BTreeMap::new()),
+            stages: [h(), h(), h(), h()],
+        }
+    }
+}
+
+impl Counters {
+    pub(crate) fn add(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn answered(&self, mti: [u8; 4], code: [u8; 2]) {
+        *self
+            .by_code
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((mti, code))
+            .or_default() += 1;
+    }
+
+    pub(crate) fn stage(&self, stage: Stage, took: Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.stages[stage as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .saturating_record(us);
+    }
+
+    /// Requests answered, by request MTI and answer DE 39 (ASCII).
+    pub fn by_code(&self) -> BTreeMap<(String, String), u64> {
+        self.by_code
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((m, c), n)| {
+                (
+                    (
+                        String::from_utf8_lossy(m).into_owned(),
+                        String::from_utf8_lossy(c).into_owned(),
+                    ),
+                    *n,
+                )
+            })
+            .collect()
+    }
+
+    /// A copy of a stage's histogram (microseconds).
+    pub fn stage_histogram(&self, stage: Stage) -> Histogram<u64> {
+        self.stages[stage as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
