@@ -59,6 +59,7 @@ fn authorization(stan: u32, amount_minor: i64) -> Request<'static> {
         pan_masked: "541333******0010",
         transmission: TransmissionStamp(1_122_101_500),
         stan: Stan(stan),
+        processing_code: Some(*b"000000"),
         acquirer: InstitutionId(12345),
         forwarder: InstitutionId(0),
         amount_transaction: amount(amount_minor),

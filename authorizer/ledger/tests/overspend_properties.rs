@@ -112,6 +112,7 @@ fn request(
         pan_masked: "541333******0010",
         transmission,
         stan: Stan(stan),
+        processing_code: Some(*b"000000"),
         acquirer: InstitutionId(12345),
         forwarder: InstitutionId(0),
         amount_transaction: amount(value),

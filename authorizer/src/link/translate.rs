@@ -114,6 +114,16 @@ pub fn request_from_message<'m>(
         .map(TransmissionStamp)
         .ok_or(FieldInError(7))?;
     let stan = message.stan().map(Stan).ok_or(FieldInError(11))?;
+    // DE 3 is part of what a repeat must share with its original: kept as its 6 digits.
+    let processing_code = match message.field(3) {
+        None => None,
+        Some(d) => Some(
+            <[u8; 6]>::try_from(d)
+                .ok()
+                .filter(|d| d.iter().all(u8::is_ascii_digit))
+                .ok_or(FieldInError(3))?,
+        ),
+    };
     let acquirer = institution(message, 32)?;
     let forwarder = institution(message, 33)?;
     let amount_transaction = amount(message, 4)?.ok_or(FieldInError(4))?;
@@ -184,6 +194,7 @@ pub fn request_from_message<'m>(
         pan_masked: masked.as_str(),
         transmission,
         stan,
+        processing_code,
         acquirer,
         forwarder,
         amount_transaction,

@@ -55,6 +55,9 @@ pub struct Request<'a> {
     pub transmission: TransmissionStamp,
     /// DE 11.
     pub stan: Stan,
+    /// DE 3, the processing code (6 digits), when present: part of the content a repeat must
+    /// share with its original.
+    pub processing_code: Option<[u8; 6]>,
     /// DE 32.
     pub acquirer: InstitutionId,
     /// DE 33 (0 when absent).
