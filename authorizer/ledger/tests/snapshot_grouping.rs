@@ -127,13 +127,14 @@ fn long_short_and_placeholder_accounts_roundtrip() {
     assert!(restored.account_by_id("acc-3").is_none());
 }
 
-/// A snapshot file around `records` (header counts as given, state hash zero).
+/// A snapshot file around `records` (header counts as given, no pending ATCs, state hash
+/// zero).
 fn forge(records: &[Vec<u8>], counts: [u64; 4]) -> Vec<u8> {
     let mut fields = Vec::new();
     fields.extend_from_slice(&0i64.to_be_bytes());
     fields.extend_from_slice(&0i64.to_be_bytes());
     fields.extend_from_slice(&[0u8; 32]);
-    for count in counts {
+    for count in counts.into_iter().chain([0]) {
         fields.extend_from_slice(&count.to_be_bytes());
     }
     fields.extend_from_slice(&0u32.to_be_bytes());
@@ -177,6 +178,8 @@ fn grouped_card() -> Vec<u8> {
     r.extend_from_slice(&4u32.to_be_bytes());
     r.extend_from_slice(b"ks-0");
     r.extend_from_slice(b"0010");
+    // No ATC seen.
+    r.extend_from_slice(&[0, 0, 0]);
     r
 }
 

@@ -30,7 +30,9 @@ mod cloud;
 pub mod reference;
 
 use authorization::parse_authorization;
-pub use authorization::{ApprovalCode, AuthorizationEvent, AuthorizationKind, Trace, Unconverted};
+pub use authorization::{
+    ApprovalCode, AuthorizationEvent, AuthorizationKind, CardAtc, DeclineReason, Trace, Unconverted,
+};
 use cloud::parse_cloud;
 pub use cloud::{AccountUpserted, CardUpserted};
 

@@ -74,7 +74,7 @@ pub const MAGIC: [u8; 8] = *b"AUTHSNAP";
 /// Version 3: the header carries the watermark's votes and the state hash is
 /// `authorizer.state-hash.v3` (XXH3 per record, and the votes). Older files are rejected
 /// ([`SnapshotError::UnsupportedVersion`]).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const HEADER_LEN_MAX: u32 = 1 << 20;
 const RECORD_LEN_MAX: u32 = 1 << 16;
 const OFFSETS_MAX: usize = 65_536;
@@ -144,6 +144,8 @@ pub struct RecordCounts {
     pub cards: u64,
     pub holds: u64,
     pub cleared_markers: u64,
+    /// Highest ATCs of cards the state does not know yet (`T` records).
+    pub pending_atcs: u64,
 }
 
 /// The header of a snapshot.

@@ -161,7 +161,8 @@ impl State {
         self.each_cleared_record(&mut buffer, &mut f)
     }
 
-    /// The cleared-marker records, last in both the hash order and the snapshot order.
+    /// The cleared-marker records then the pending ATCs, last in both the hash order and the
+    /// snapshot order.
     fn each_cleared_record<E>(
         &self,
         buffer: &mut Vec<u8>,
@@ -170,6 +171,11 @@ impl State {
         for (hold_id, marker) in &self.cleared {
             buffer.clear();
             self.cleared_record(hold_id, marker, buffer);
+            f(buffer)?;
+        }
+        for (pan_hash, atc) in &self.pending_atcs {
+            buffer.clear();
+            pending_atc_record(pan_hash, *atc, buffer);
             f(buffer)?;
         }
         Ok(())
@@ -196,6 +202,8 @@ impl State {
         b.push(card.status as u8);
         put_text(b, self.key_sets[usize::from(card.key_set)].as_bytes());
         b.extend_from_slice(&card.last4);
+        b.push(u8::from(card.atc_seen));
+        b.extend_from_slice(&card.atc.to_be_bytes());
     }
 
     pub(super) fn hold_record(&self, hold_id: &HoldId, hold: &Hold, b: &mut Vec<u8>) {
@@ -210,6 +218,7 @@ impl State {
         b.extend_from_slice(&hold.remaining_cap.minor().to_be_bytes());
         b.extend_from_slice(&hold.expires_at.0.to_be_bytes());
         b.extend_from_slice(&hold.transmitted_at.0.to_be_bytes());
+        b.extend_from_slice(&hold.fingerprint.to_be_bytes());
     }
 
     pub(super) fn cleared_record(&self, hold_id: &HoldId, marker: &Cleared, b: &mut Vec<u8>) {
@@ -218,6 +227,13 @@ impl State {
         put_text(b, self.accounts[marker.account.0 as usize].id.as_bytes());
         b.extend_from_slice(&marker.retain_until.0.to_be_bytes());
     }
+}
+
+/// The record of the highest ATC of a card the state does not know yet: `T`, PAN hash, ATC.
+pub(super) fn pending_atc_record(pan_hash: &PanHash, atc: u16, b: &mut Vec<u8>) {
+    b.push(b'T');
+    b.extend_from_slice(&pan_hash.0);
+    b.extend_from_slice(&atc.to_be_bytes());
 }
 
 /// Bytes between the tag and the account id in the canonical record of a kind that snapshots
