@@ -2,9 +2,11 @@
 //! and which event to publish:
 //! * authorization (0100/0101), checks in order, the first that fails decides: DE 7 further
 //!   than the skew from `now` 30 (DE 44 = 007), duplicate (the first answer again, byte for
-//!   byte in DE 38 and DE 39; the same identity with another amount or currency 94, nothing
-//!   held), unknown card 14, already reversed 05, card lost 41 / stolen 43 / blocked 62 /
-//!   closed 14, expired 54, ARQC present but not verified 05 (configurable), account frozen 62 /
+//!   byte in DE 38 and DE 39; the same identity with other content, DE 3, DE 4, DE 49, DE 6 or
+//!   DE 51, 94, nothing held), unknown card 14, already reversed 05, card lost 41 / stolen 43 /
+//!   blocked 62 / closed 14, expired 54, ARQC present but not verified 05 (configurable), a
+//!   verified ARQC's chip data that disagrees with the request 05, its ATC not above the card's
+//!   highest 05 (`atc_replay`), account frozen 62 /
 //!   closed 14 / not yet known 05, currency 05, too many live holds with money on the account
 //!   05, open-to-buy 51, otherwise 00 with a DE 38 derived from the hold id; a hold expires
 //!   from `now`, never from DE 7;

@@ -7,11 +7,15 @@
 //! does not matter:
 //! * accounts and cards: last writer wins by `version`; an equal version with different content
 //!   (a cloud bug) is broken by comparing the content, so that every replica picks the same one;
+//! * a card's highest ATC: the max of the ATCs the authorizer events carry for it, whatever
+//!   `card.upserted` says (a new version keeps it); an ATC for a card not upserted yet waits in
+//!   the pending ATCs and becomes the card's when it arrives (the two topics in any order);
 //! * a hold record is keyed by its [`HoldId`] and merges *parts* (see `hold.rs`): the approval
 //!   (`hold.placed`, amount merged by max), the advice (`hold.adjusted`, overrides the approval's
 //!   amount, merged by max), reversals (`hold.released`, the remaining amount merged by min:
 //!   remove wins, and a release that arrives first simply waits for its hold), the decline
-//!   (`authorization.declined`);
+//!   (`authorization.declined`); its content fingerprint is the approvals' max if any, else the
+//!   declines' max;
 //! * postings (`cleared_holds`) are a set of cleared-hold markers (remove wins, in any order);
 //! * the hold watermark is the quorum-th largest vote of the authorizers' events applied
 //!   (`watermark.rs`: a function of the set).

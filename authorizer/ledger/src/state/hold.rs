@@ -3,7 +3,8 @@
 //!
 //! A hold record is keyed by its [`HoldId`] and merges parts, each by a join (see `apply.rs`):
 //! the approval (amount by max), the advice (overrides the approval's amount, by max), reversals
-//! (the remaining amount by min), the decline. Its retention (`transmitted_at +
+//! (the remaining amount by min), the decline; the content fingerprint a repeat must match (the
+//! approvals' max, else the declines'). Its retention (`transmitted_at +
 //! HOLD_RETENTION_S`) is the same for every part.
 //!
 //! Must never: list a hold under another account than its record's, lose or repeat a hold id in

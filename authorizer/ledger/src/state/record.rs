@@ -16,7 +16,11 @@ use crate::types::{HoldId, PanHash};
 use super::{Account, Card, Cleared, Hold, State, WatermarkVotes};
 
 /// The order-independent hash of the whole state (32 bytes, hex in `Display`; see `LaneSum`
-/// for how it is computed: version `authorizer.state-hash.v2`).
+/// for how it is computed: version `authorizer.state-hash.v4`).
+///
+/// Version 4 (snapshot format 4): the card record ends with the card's highest ATC (a flag
+/// byte, then u16), the hold record with its content fingerprint (u64), and the pending ATCs
+/// of cards not upserted yet are records of their own (`T`). Version 3 had neither.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StateHash(pub [u8; 32]);
 
@@ -35,8 +39,9 @@ impl fmt::Debug for StateHash {
 impl State {
     /// The hash of the whole state, independent of map order and of the order events were
     /// applied in: the wrapping sum of one 128-bit XXH3 digest per record (accounts except
-    /// placeholders, cards, hold records, cleared markers), then SHA-256 over that sum, the
-    /// number of records and the watermark (version 2; version 1 summed a SHA-256 per record).
+    /// placeholders, cards, hold records, cleared markers, pending ATCs), then SHA-256 over that
+    /// sum, the number of records and the watermark votes (version 4; version 1 summed a
+    /// SHA-256 per record).
     /// Records name accounts and key sets by their ids, never by local indices.
     pub fn state_hash(&self) -> StateHash {
         let mut sum = LaneSum::default();
@@ -284,7 +289,7 @@ fn put_text(b: &mut Vec<u8>, text: &[u8]) {
     b.extend_from_slice(text);
 }
 
-/// The order-independent sum behind [`StateHash`] (version 2): the wrapping (mod 2^128) sum of
+/// The order-independent sum behind [`StateHash`] (version 4): the wrapping (mod 2^128) sum of
 /// one 128-bit XXH3 digest per record, and the number of records; [`LaneSum::finish`] hashes
 /// both with the watermark through SHA-256.
 ///
@@ -302,7 +307,7 @@ pub(crate) struct LaneSum {
 impl LaneSum {
     pub(crate) fn finish(&self, votes: &WatermarkVotes) -> StateHash {
         let mut sha = Sha256::new();
-        sha.update(b"authorizer.state-hash.v3\0");
+        sha.update(b"authorizer.state-hash.v4\0");
         sha.update(self.sum.to_be_bytes());
         sha.update(self.records.to_be_bytes());
         sha.update(votes.watermark().0.to_be_bytes());
