@@ -314,3 +314,112 @@ fn the_snapshot_keeps_the_atc_and_the_content_of_each_request() {
             .repeat
     );
 }
+
+/// The new fields are read back as written, and refused where they do not belong.
+#[test]
+fn fingerprint_atc_and_reason_are_checked_where_they_belong() {
+    use ledger::{Event, EventError};
+    let declined = |extra: &str, kind: &str| {
+        format!(
+            r#"{{"schema":1,"type":"{kind}","event_id":"d-1","at":"2026-11-22T10:15:00Z","instance":"auth-a","account_id":"acc-1","hold_id":"h-00112233445566778899aabbccddeeff","response_code":"05","amount_minor":100,"currency":"986","remaining_minor":0{extra},"trace":{{"mti":"0100","pan_masked":"541333******0010","transmission_date_time":"1122101500","transmitted_at":"2026-11-22T10:15:00Z","stan":"000125","acquirer_id":"12345","forwarder_id":"0"}}}}"#
+        )
+    };
+    let parse = |json: String| match Event::parse(Source::Authorizations, json.as_bytes()) {
+        Ok(Event::Authorization(event)) => Ok(event.into_owned()),
+        Ok(other) => panic!("not an authorizer event: {other:?}"),
+        Err(error) => Err(error),
+    };
+    let full = format!(
+        r#","content_fingerprint":"0f1e2d3c4b5a6978","pan_hash":"{PAN_HASH}","atc":65535,"decline_reason":"atc_replay""#
+    );
+    let event = parse(declined(&full, "authorization.declined")).expect("a valid decline");
+    assert_eq!(event.content_fingerprint, Some(0x0f1e_2d3c_4b5a_6978));
+    assert_eq!(event.card_atc.map(|c| c.atc), Some(65_535));
+    assert_eq!(
+        event.card_atc.map(|c| c.pan_hash),
+        PanHash::parse_hex(PAN_HASH)
+    );
+    assert_eq!(event.decline_reason, Some(ledger::DeclineReason::AtcReplay));
+    assert_eq!(
+        parse(String::from_utf8(event.to_json()).unwrap()),
+        Ok(event.clone()),
+        "to_json reads back the same"
+    );
+    let field = |result: Result<ledger::AuthorizationEvent<'static>, EventError>| match result {
+        Err(EventError::InvalidField { field, .. }) => field,
+        Err(EventError::MissingField { field }) => field,
+        other => panic!("expected a rejection, got {other:?}"),
+    };
+    let cases = [
+        (
+            r#","content_fingerprint":"0000000000000000""#,
+            "content_fingerprint",
+        ),
+        (
+            r#","content_fingerprint":"0F1E2D3C4B5A6978""#,
+            "content_fingerprint",
+        ),
+        (r#","atc":7"#, "pan_hash"),
+        (&format!(r#","pan_hash":"{PAN_HASH}""#), "atc"),
+        (&format!(r#","pan_hash":"{PAN_HASH}","atc":65536"#), "atc"),
+        (r#","decline_reason":"velocity""#, "decline_reason"),
+    ];
+    for (extra, expected) in cases {
+        assert_eq!(
+            field(parse(declined(extra, "authorization.declined"))),
+            expected,
+            "{extra}"
+        );
+    }
+    // Only authorizations carry them; a reason only a decline.
+    assert_eq!(
+        field(parse(declined(
+            r#","content_fingerprint":"0f1e2d3c4b5a6978""#,
+            "hold.released"
+        ))),
+        "content_fingerprint"
+    );
+    assert_eq!(
+        field(parse(declined(
+            &format!(r#","pan_hash":"{PAN_HASH}","atc":7"#),
+            "hold.released"
+        ))),
+        "atc"
+    );
+    assert_eq!(
+        field(parse(declined(
+            r#","decline_reason":"atc_replay""#,
+            "hold.released"
+        ))),
+        "decline_reason"
+    );
+}
+
+/// An ATC whose card has not arrived yet is kept aside, through a snapshot, until the card comes.
+#[test]
+fn a_pending_atc_survives_a_snapshot_and_joins_its_card() {
+    let mut decider = ready_state(100_000);
+    let (_, json) = run(&mut decider, &chip(1, 41), &VERIFIED);
+    let mut early = State::new(LedgerConfig::default());
+    early.apply_json(Source::Authorizations, &json).unwrap();
+    let pan_hash = PanHash::parse_hex(PAN_HASH).unwrap();
+    assert_eq!(early.pending_atc(&pan_hash), Some(41));
+    assert_eq!(early.counts().pending_atcs, 1);
+    let mut bytes = Vec::new();
+    snapshot::write(&mut bytes, &early, &ResumeOffsets::new(), 0).unwrap();
+    let (mut restored, _, header) = snapshot::read(&bytes[..]).unwrap();
+    assert_eq!(header.counts.pending_atcs, 1);
+    assert_eq!(restored.state_hash(), early.state_hash());
+    assert_eq!(restored.pending_atc(&pan_hash), Some(41));
+    restored
+        .apply_json(Source::AccountUpdates, &account_json(1, 100_000))
+        .unwrap();
+    restored
+        .apply_json(Source::AccountUpdates, &card_json(1))
+        .unwrap();
+    assert_eq!(restored.card(&pan_hash).unwrap().atc(), Some(41));
+    assert_eq!(restored.pending_atc(&pan_hash), None);
+    assert_eq!(restored.state_hash(), decider.state_hash());
+    restored.assert_invariants();
+    assert_eq!(code(&run(&mut restored, &chip(2, 41), &VERIFIED).0), "05");
+}
