@@ -22,9 +22,10 @@ use crate::{
 /// blocks for account ids up to 32 bytes. The fields it leaves out change no state, or are
 /// fixed by the hold id: the instance, the merchant category, the approval code (derived from
 /// the hold id), the PAN hash of the ATC and the rest of the trace (DE 7, DE 11, DE 32, DE 33
-/// and the PAN are the hold id's own inputs; the masked PAN and DE 37 are for people). So two events that share an id
-/// have the same effect on every replica, and dropping either as a duplicate loses nothing; the
-/// same decision made again at the same instant yields the same id. A cryptographic hash,
+/// and the PAN are the hold id's own inputs; the masked PAN and DE 37 are for people). So two
+/// events that share an id have the same effect on every replica, and dropping either as a
+/// duplicate loses nothing; the same decision made again at the same instant yields the same
+/// id. A cryptographic hash,
 /// because the request fields are chosen by the network: a crafted collision must not make a
 /// hold vanish.
 pub(super) fn event_id(event: &AuthorizationEvent<'_>) -> String {

@@ -76,9 +76,9 @@ pub fn decide_prepared<'a>(
 
 /// A request with what can be computed from it alone before its turn: the id of the hold it
 /// concerns and, for an authorization, its content fingerprint (a SHA-256 each). The ledger
-/// thread prepares the requests a few places ahead of the one
-/// it decides, and starts loading the records they will read ([`Prepared::prefetch`]), so that
-/// deciding does not wait for main memory. Only [`Prepared::new`] makes one, so the hold id
+/// thread prepares the requests a few places ahead of the one it decides, and starts loading
+/// the records they will read ([`Prepared::prefetch`]), so that deciding does not wait for main
+/// memory. Only [`Prepared::new`] makes one, so the hold id
 /// always belongs to the request.
 #[derive(Clone, Copy, Debug)]
 pub struct Prepared<'r, 'a> {

@@ -6,10 +6,9 @@
 //!   DE 51, 94, nothing held), unknown card 14, already reversed 05, card lost 41 / stolen 43 /
 //!   blocked 62 / closed 14, expired 54, ARQC present but not verified 05 (configurable), a
 //!   verified ARQC's chip data that disagrees with the request 05, its ATC not above the card's
-//!   highest 05 (`atc_replay`), account frozen 62 /
-//!   closed 14 / not yet known 05, currency 05, too many live holds with money on the account
-//!   05, open-to-buy 51, otherwise 00 with a DE 38 derived from the hold id; a hold expires
-//!   from `now`, never from DE 7;
+//!   highest 05 (`atc_replay`), account frozen 62 / closed 14 / not yet known 05, currency 05,
+//!   too many live holds with money on the account 05, open-to-buy 51, otherwise 00 with a
+//!   DE 38 derived from the hold id; a hold expires from `now`, never from DE 7;
 //! * advice (0120/0121): never declined, answered 00; DE 39 of the advice 00 holds the amount
 //!   (even beyond open-to-buy), any other code holds nothing;
 //! * reversal (0400/0401/0420/0421): answered 00; releases the hold found through DE 90 down to

@@ -1,17 +1,17 @@
 //! The authorizers' events on `authorizations` (`docs/authorizations-events.md`): the
-//! [`AuthorizationEvent`] with its [`AuthorizationKind`], [`Trace`] and [`ApprovalCode`], the
-//! wire structs, the reader into them, the checks after it, and `to_json`, the only writer.
+//! [`AuthorizationEvent`] with its [`AuthorizationKind`] and [`Trace`] (its small value types,
+//! [`ApprovalCode`], [`CardAtc`] and [`DeclineReason`], are in `codes.rs`), the wire structs, the reader into them, the checks after it, and `to_json`, the only writer.
 //!
 //! Must never: write what the reader would reject or read back differently (fuzz target
 //! `event_parse` parses what `to_json` wrote), nor carry a PAN (the trace has it masked).
 
 use std::borrow::Cow;
-use std::fmt;
 
 #[cfg(any(test, feature = "fuzzing"))]
 use serde::Deserialize;
 use serde::Serialize;
 
+pub use super::codes::{ApprovalCode, CardAtc, DeclineReason};
 #[cfg(any(test, feature = "fuzzing"))]
 use super::reference::{self, text};
 use super::{
@@ -133,44 +133,6 @@ pub struct AuthorizationEvent<'a> {
     pub trace: Trace<'a>,
 }
 
-/// The application transaction counter of a verified ARQC, and its card (see
-/// [`AuthorizationEvent::card_atc`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CardAtc {
-    pub pan_hash: PanHash,
-    pub atc: u16,
-}
-
-/// Why an authorization was declined, where the code is shared by several checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DeclineReason {
-    /// `atc_replay`: a verified ARQC whose ATC is not above the highest one the card has used
-    /// (a replayed cryptogram or a cloned card); code 05.
-    AtcReplay,
-}
-
-impl DeclineReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeclineReason::AtcReplay => "atc_replay",
-        }
-    }
-
-    /// One byte for the event id: 1 `atc_replay` (0 is "no reason").
-    pub fn code(self) -> u8 {
-        match self {
-            DeclineReason::AtcReplay => 1,
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<DeclineReason> {
-        match text {
-            "atc_replay" => Some(DeclineReason::AtcReplay),
-            _ => None,
-        }
-    }
-}
-
 /// An amount the authorizer could not take in the account's currency (see
 /// [`AuthorizationEvent::unconverted`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,48 +235,6 @@ impl AuthorizationEvent<'_> {
                     .map(|r| Cow::Owned(r.into_owned())),
             },
         }
-    }
-}
-
-/// DE 38, the approval code: 6 characters `0-9A-Z`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ApprovalCode(pub [u8; 6]);
-
-impl ApprovalCode {
-    pub fn parse(text: &str) -> Option<ApprovalCode> {
-        let b = text.as_bytes();
-        if b.len() != 6
-            || !b
-                .iter()
-                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
-        {
-            return None;
-        }
-        let mut code = [0u8; 6];
-        code.copy_from_slice(b);
-        Some(ApprovalCode(code))
-    }
-
-    /// Derived from the hold id, so that a repeat (or another replica) gives the same code.
-    pub fn of_hold(hold_id: HoldId) -> ApprovalCode {
-        const ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-        let mut value = u64::from_be_bytes(hold_id.0[8..16].try_into().expect("8 bytes"));
-        let mut code = [0u8; 6];
-        for c in code.iter_mut() {
-            *c = ALPHABET[(value % 36) as usize];
-            value /= 36;
-        }
-        ApprovalCode(code)
-    }
-
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("approval codes are ASCII by construction")
-    }
-}
-
-impl fmt::Debug for ApprovalCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApprovalCode({})", self.as_str())
     }
 }
 

@@ -14,8 +14,8 @@
 //!
 //! This file: the [`Event`] itself, its [`Source`], the bounds, [`EventError`] and the field
 //! checks. Then `cloud.rs` (the cloud's `account.upserted` and `card.upserted`),
-//! `authorization.rs` (the authorizers' events and `to_json`) and `reference.rs` (the serde_json
-//! reference and the differential tests).
+//! `authorization.rs` (the authorizers' events and `to_json`), `codes.rs` (their small value
+//! types) and `reference.rs` (the serde_json reference and the differential tests).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -25,6 +25,7 @@ use super::types::{AmountMinor, Currency, EventKey, UnixSeconds};
 
 mod authorization;
 mod cloud;
+mod codes;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod reference;

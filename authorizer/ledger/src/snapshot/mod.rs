@@ -39,11 +39,11 @@
 //!
 //! Versions 1 to 3 are no longer read: their files are rejected as
 //! [`SnapshotError::UnsupportedVersion`]. Version 3 had no card ATCs, no hold content
-//! fingerprints, no pending ATC records and four header counts (state hash v3). Version 2 had no watermark votes (its watermark was
-//! the largest vote, which one event could drag) and state hash v2. Version 1 had state hash v1
-//! and a crc32c in the end record. The end record lost its crc32c because
-//! it covered the very bytes zstd's content checksum covers, and every byte of the file is
-//! covered by the header and trailer crc32c.
+//! fingerprints, no pending ATC records and four header counts (state hash v3). Version 2 had
+//! no watermark votes (its watermark was the largest vote, which one event could drag) and
+//! state hash v2. Version 1 had state hash v1 and a crc32c in the end record. The end record
+//! lost its crc32c because it covered the very bytes zstd's content checksum covers, and every
+//! byte of the file is covered by the header and trailer crc32c.
 //!
 //! Writing and reading stream: neither ever holds a second copy of the state (the body is
 //! encoded and decoded record by record through zstd's streaming API). Reading verifies the

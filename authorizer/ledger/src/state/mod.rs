@@ -3,9 +3,9 @@
 //! # Convergence (why two replicas that applied the same events agree)
 //!
 //! Every piece of state is a join of the events that touched it (last writer wins by `version`
-//! for accounts and cards, the max for a card's highest ATC, merged parts for holds, a remove-wins set for cleared holds, the
-//! largest votes for the watermark), so the order of application does not matter. The rules are in `apply.rs`,
-//! the hold parts in `hold.rs`.
+//! for accounts and cards, the max for a card's highest ATC, merged parts for holds, a
+//! remove-wins set for cleared holds, the largest votes for the watermark), so the order of
+//! application does not matter. The rules are in `apply.rs`, the hold parts in `hold.rs`.
 //!
 //! # Time and cleanup
 //!
