@@ -29,6 +29,7 @@ fn request(i: u64) -> Request<'static> {
         pan_masked: "541333******0010",
         transmission: TransmissionStamp(1_122_101_500),
         stan: Stan((i % 1_000_000) as u32),
+        processing_code: Some(*b"000000"),
         acquirer: InstitutionId(12345 + i / 1_000_000),
         forwarder: InstitutionId(0),
         amount_transaction: AmountMinor::new(1_000).unwrap(),

@@ -28,8 +28,8 @@ pub mod time;
 pub mod types;
 
 pub use event::{
-    AccountUpserted, ApprovalCode, AuthorizationEvent, AuthorizationKind, CardUpserted, Event,
-    EventError, Source, Trace, Unconverted,
+    AccountUpserted, ApprovalCode, AuthorizationEvent, AuthorizationKind, CardAtc, CardUpserted,
+    DeclineReason, Event, EventError, Source, Trace, Unconverted,
 };
 pub use state::{
     Account, Applied, CLEARED_RETENTION_S, Card, Counts, HOLD_DURATION_MAX_S, HOLD_RETENTION_S,

@@ -54,6 +54,7 @@ fn request(class: MessageClass, mti: &[u8; 4], stan: u32, amount: i64) -> Reques
         pan_masked: "541333******0010",
         transmission: TransmissionStamp(1_122_101_500),
         stan: Stan(stan),
+        processing_code: Some(*b"000000"),
         acquirer: InstitutionId(12345),
         forwarder: InstitutionId(0),
         amount_transaction: AmountMinor::new(amount).unwrap(),

@@ -59,6 +59,7 @@ fn authorization(stan: u32, amount_minor: i64) -> Request<'static> {
         pan_masked: "541333******0010",
         transmission: TransmissionStamp(1_122_101_500),
         stan: Stan(stan),
+        processing_code: Some(*b"000000"),
         acquirer: InstitutionId(12345),
         forwarder: InstitutionId(0),
         amount_transaction: amount(amount_minor),
@@ -908,8 +909,12 @@ fn chip_data_that_disagrees_with_the_request_is_declined() {
         date: Some((26, 11, 22)),
         atc: Some(7),
     };
+    // Each with its own ATC (the card's counter goes up), so that only the data disagrees.
     let chip = |stan: u32, chip: ChipData| Request {
-        chip: Some(chip),
+        chip: Some(ChipData {
+            atc: Some(6 + stan as u16),
+            ..chip
+        }),
         ..authorization(stan, 100)
     };
     let mut state = ready_state(100_000);

@@ -2,7 +2,7 @@
 //! field outside `properties`, `const`s and JSON types respected), for each kind decide emits.
 
 use ledger::decide::{
-    Cryptogram, DecideConfig, Facts, MessageClass, OriginalRequest, Request, decide,
+    ChipData, Cryptogram, DecideConfig, Facts, MessageClass, OriginalRequest, Request, decide,
 };
 use ledger::{
     AmountMinor, Currency, Event, InstitutionId, LedgerConfig, PanHash, ResponseCode, Source, Stan,
@@ -24,6 +24,9 @@ fn schema(kind: &str) -> Value {
 fn check(schema: &Value, value: &Value, at: &str) {
     if let Some(expected) = schema.get("const") {
         assert_eq!(value, expected, "{at}: const");
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        assert!(allowed.contains(value), "{at}: {value} not in its enum");
     }
     match schema.get("type").and_then(Value::as_str) {
         Some("object") => {
@@ -58,6 +61,7 @@ fn request(class: MessageClass, mti: &[u8; 4], stan: u32, amount: i64) -> Reques
         pan_masked: "541333******0010",
         transmission: TransmissionStamp(1_122_101_500),
         stan: Stan(stan),
+        processing_code: Some(*b"000000"),
         acquirer: InstitutionId(12345),
         forwarder: InstitutionId(0),
         amount_transaction: AmountMinor::new(amount).unwrap(),
@@ -88,8 +92,18 @@ fn every_published_kind_matches_its_schema() {
         .apply_json(Source::AccountUpdates, card.as_bytes())
         .unwrap();
     let config = DecideConfig::new("auth-a");
-    let facts = Facts {
+    let no_chip = Facts {
         cryptogram: Cryptogram::Absent,
+    };
+    let verified = Facts {
+        cryptogram: Cryptogram::Verified,
+    };
+    let chip = |stan: u32| Request {
+        chip: Some(ChipData {
+            atc: Some(9),
+            ..ChipData::default()
+        }),
+        ..request(MessageClass::Authorization, b"0100", stan, 100)
     };
     let now = ledger::time::parse_rfc3339_utc("2026-11-22T10:15:05Z").unwrap();
     let requests = [
@@ -109,14 +123,30 @@ fn every_published_kind_matches_its_schema() {
             }),
             ..request(MessageClass::Reversal, b"0400", 4, 0)
         },
+        // A verified ARQC (its ATC in the event), then the same ATC again (declined, with why).
+        chip(5),
+        chip(6),
     ];
     let mut kinds = Vec::new();
     for r in &requests {
+        let facts = if r.chip.is_some() { verified } else { no_chip };
         let decision = decide(&state, r, &facts, &config, now);
         let event = decision.event.expect("each request publishes an event");
         let json: Value = serde_json::from_slice(&event.to_json()).unwrap();
         let kind = json["type"].as_str().unwrap().to_owned();
         check(&schema(&kind), &json, &kind);
+        if r.chip.is_some() {
+            assert_eq!(json["atc"], 9, "{json}");
+            assert_eq!(json["pan_hash"], PAN_HASH, "{json}");
+        }
+        assert_eq!(
+            json["decline_reason"].as_str(),
+            (r.stan == Stan(6)).then_some("atc_replay"),
+            "{json}"
+        );
+        if matches!(kind.as_str(), "hold.placed" | "authorization.declined") {
+            assert_eq!(json["content_fingerprint"].as_str().map(str::len), Some(16));
+        }
         state.apply(&Event::Authorization(event)).unwrap();
         kinds.push(kind);
     }
@@ -126,7 +156,9 @@ fn every_published_kind_matches_its_schema() {
             "hold.placed",
             "authorization.declined",
             "hold.adjusted",
-            "hold.released"
+            "hold.released",
+            "hold.placed",
+            "authorization.declined"
         ]
     );
 }

@@ -1,8 +1,9 @@
 //! The no-overspend property where the simple one cannot look: DE 7 anywhere within the
 //! accepted skew (and beyond it), several currencies, expiry by merchant category, chip
-//! requests, repeats with altered amounts, reversals before their originals, time moving on,
-//! and a second replica that applies the same events in another interleaving and must end
-//! with the same state.
+//! requests (their ATC rising, and replays of a used one), repeats with altered amounts or
+//! another DE 3, reversals before their originals, time moving on, and a second replica that
+//! applies the same events in another interleaving and must end with the same state (the
+//! cards' highest ATC included, whether the card or its events arrive first).
 //!
 //! The global check, after every step: the live holds that approvals placed (advices aside:
 //! the network's stand-in spends beyond open-to-buy by design) never add up to more than the
@@ -11,14 +12,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ledger::decide::{
-    Cryptogram, DecideConfig, Facts, MessageClass, OriginalRequest, RemainingAmounts, Request,
-    decide,
+    ChipData, Cryptogram, DecideConfig, Facts, MessageClass, OriginalRequest, RemainingAmounts,
+    Request, decide,
 };
 use ledger::state::parts;
 use ledger::time::civil_from_days;
 use ledger::{
-    AmountMinor, Currency, HoldId, InstitutionId, LedgerConfig, PanHash, ResponseCode, Source,
-    Stan, State, TransmissionStamp, UnixSeconds,
+    AmountMinor, Currency, DeclineReason, HoldId, InstitutionId, LedgerConfig, PanHash,
+    ResponseCode, Source, Stan, State, TransmissionStamp, UnixSeconds,
 };
 use proptest::prelude::*;
 
@@ -49,6 +50,10 @@ enum Op {
     Altered { stan: u32, amount: i64 },
     /// A true repeat (0101) of an earlier request.
     Repeat { stan: u32 },
+    /// The identity and amount of an earlier request, another DE 3 (cash instead of purchase).
+    OtherCode { stan: u32 },
+    /// A new request whose verified ARQC has an ATC `back` below the card's highest.
+    Replay { stan: u32, back: u16 },
     Advise {
         stan: u32,
         amount: i64,
@@ -71,6 +76,8 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         2 => (0u32..30, 1i64..8_000).prop_map(|(stan, amount)| Op::Altered { stan, amount }),
         2 => (0u32..30).prop_map(|stan| Op::Repeat { stan }),
+        1 => (0u32..30).prop_map(|stan| Op::OtherCode { stan }),
+        1 => (0u32..30, 0u16..3).prop_map(|(stan, back)| Op::Replay { stan, back }),
         1 => (0u32..30, 1i64..4_000, any::<bool>()).prop_map(|(stan, amount, approved)| Op::Advise { stan, amount, approved }),
         2 => (0u32..40, proptest::option::of(0i64..4_000)).prop_map(|(stan, remaining)| Op::Reverse { stan, remaining }),
         1 => (1i64..(10 * 86_400)).prop_map(|seconds| Op::Wait { seconds }),
@@ -112,6 +119,7 @@ fn request(
         pan_masked: "541333******0010",
         transmission,
         stan: Stan(stan),
+        processing_code: Some(*b"000000"),
         acquirer: InstitutionId(12345),
         forwarder: InstitutionId(0),
         amount_transaction: amount(value),
@@ -167,17 +175,25 @@ proptest! {
         // The first request of each STAN: its DE 7, amount and money.
         let mut first: BTreeMap<u32, (TransmissionStamp, i64, Money)> = BTreeMap::new();
         let mut approved: BTreeSet<HoldId> = BTreeSet::new();
+        let pan_hash = PanHash::parse_hex(PAN_HASH).unwrap();
+        // The card's counter: each chip request of an Authorize uses the next one.
+        let mut atc: u16 = 0;
         for op in ops {
+            let mut must_be = None;
             let mut facts = Facts { cryptogram: Cryptogram::Absent };
             let request = match op {
                 Op::Authorize { stan, amount: value, skew_s, money, hotel, chip } => {
                     let transmission = de7(UnixSeconds(now.0 + skew_s));
                     first.entry(stan).or_insert((transmission, value, money));
+                    let mut chip_data = None;
                     if chip {
                         facts.cryptogram = Cryptogram::Verified;
+                        atc += 1;
+                        chip_data = Some(ChipData { atc: Some(atc), ..ChipData::default() });
                     }
                     Request {
                         merchant_category: Some(if hotel { 7011 } else { 5812 }),
+                        chip: chip_data,
                         ..request(stan, transmission, value, money)
                     }
                 }
@@ -188,6 +204,35 @@ proptest! {
                 Op::Repeat { stan } => {
                     let Some(&(transmission, value, money)) = first.get(&stan) else { continue };
                     Request { mti: *b"0101", ..request(stan, transmission, value, money) }
+                }
+                Op::OtherCode { stan } => {
+                    let Some(&(transmission, value, money)) = first.get(&stan) else { continue };
+                    let request = Request {
+                        processing_code: Some(*b"010000"),
+                        ..request(stan, transmission, value, money)
+                    };
+                    let decided = state
+                        .hold(&HoldId::derive(&request.identity()))
+                        .is_some_and(|h| h.has(parts::AUTH) || h.has(parts::DECLINE));
+                    // Its DE 7 may have left the skew since (30 comes first).
+                    let in_skew = ledger::time::transmission_instant(transmission.0, now)
+                        .is_some_and(|t| (t.0 - now.0).abs() <= config.transmission_skew_s);
+                    if decided && in_skew {
+                        must_be = Some(("94", None));
+                    }
+                    request
+                }
+                Op::Replay { stan, back } => {
+                    let Some(highest) = state.card(&pan_hash).and_then(|c| c.atc()) else { continue };
+                    facts.cryptogram = Cryptogram::Verified;
+                    let request = Request {
+                        chip: Some(ChipData { atc: Some(highest.saturating_sub(back)), ..ChipData::default() }),
+                        ..request(3_000 + stan, de7(now), 100, Money::Local)
+                    };
+                    if state.hold(&HoldId::derive(&request.identity())).is_none() {
+                        must_be = Some(("05", Some(DeclineReason::AtcReplay)));
+                    }
+                    request
                 }
                 Op::Advise { stan, amount: value, approved } => Request {
                     class: MessageClass::Advice,
@@ -224,13 +269,23 @@ proptest! {
                 }
             };
             let before = state.open_to_buy(account, now);
+            let hash_before = state.state_hash();
             let decision = decide(&state, &request, &facts, &config, now);
+            if let Some((code, reason)) = must_be {
+                prop_assert_eq!((decision.response_code.as_str(), decision.reason), (code, reason));
+                if code == "94" {
+                    prop_assert!(decision.event.is_none(), "another content changes nothing");
+                }
+            }
             if let Some(event) = &decision.event {
                 let json = event.to_json();
                 state.apply_json(Source::Authorizations, &json).unwrap();
                 log.authorizations.push(json);
             }
             let after = state.open_to_buy(account, now);
+            if decision.event.is_none() {
+                prop_assert_eq!(state.state_hash(), hash_before);
+            }
             if request.class == MessageClass::Authorization {
                 if decision.response_code.is_approved() && !decision.repeat {
                     prop_assert!(after.0 >= 0, "approval took open-to-buy from {before:?} to {after:?}");
@@ -281,6 +336,10 @@ proptest! {
             }
         }
         prop_assert_eq!(replica.state_hash(), state.state_hash(), "the replicas converge");
+        prop_assert_eq!(
+            replica.card(&pan_hash).and_then(|c| c.atc()),
+            state.card(&pan_hash).and_then(|c| c.atc())
+        );
         replica.assert_invariants();
     }
 }

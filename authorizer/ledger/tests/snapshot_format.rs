@@ -194,21 +194,21 @@ fn with_version(bytes: &[u8], version: u32) -> Vec<u8> {
 }
 
 #[test]
-fn versions_1_and_2_are_rejected_as_unsupported() {
-    assert_eq!(snapshot::FORMAT_VERSION, 3);
-    for version in [1, 2] {
+fn versions_1_to_3_are_rejected_as_unsupported() {
+    assert_eq!(snapshot::FORMAT_VERSION, 4);
+    for version in [1, 2, 3] {
         let old = with_version(&encode(&fixed_state()), version);
         match snapshot::read(&old[..]) {
             Err(SnapshotError::UnsupportedVersion {
                 found,
-                supported: 3,
+                supported: 4,
             }) if found == version => {}
             other => panic!("expected UnsupportedVersion, got {other:?}"),
         }
     }
     let text = SnapshotError::UnsupportedVersion {
-        found: 2,
-        supported: 3,
+        found: 3,
+        supported: 4,
     }
     .to_string();
     assert!(text.contains("older") && text.contains("rebuild"), "{text}");

@@ -127,8 +127,14 @@ fn long_short_and_placeholder_accounts_roundtrip() {
     assert!(restored.account_by_id("acc-3").is_none());
 }
 
-/// A snapshot file around `records` (header counts as given, state hash zero).
-fn forge(records: &[Vec<u8>], counts: [u64; 4]) -> Vec<u8> {
+/// A snapshot file around `records` (header counts as given, no pending ATCs, state hash
+/// zero).
+fn forge(records: &[Vec<u8>], [a, c, h, x]: [u64; 4]) -> Vec<u8> {
+    forge_counts(records, [a, c, h, x, 0])
+}
+
+/// [`forge`] with the five counts of the header (the last: pending ATCs).
+fn forge_counts(records: &[Vec<u8>], counts: [u64; 5]) -> Vec<u8> {
     let mut fields = Vec::new();
     fields.extend_from_slice(&0i64.to_be_bytes());
     fields.extend_from_slice(&0i64.to_be_bytes());
@@ -177,6 +183,8 @@ fn grouped_card() -> Vec<u8> {
     r.extend_from_slice(&4u32.to_be_bytes());
     r.extend_from_slice(b"ks-0");
     r.extend_from_slice(b"0010");
+    // No ATC seen.
+    r.extend_from_slice(&[0, 0, 0]);
     r
 }
 
@@ -374,5 +382,22 @@ fn a_duplicate_long_account_id_among_many_records_is_reported_at_its_record() {
             assert_eq!(reason, "duplicate account record")
         }
         other => panic!("expected a duplicate account, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn a_pending_atc_of_a_card_the_snapshot_has_is_rejected() {
+    let mut pending = vec![b'T'];
+    pending.extend_from_slice(&[7u8; 32]);
+    pending.extend_from_slice(&41u16.to_be_bytes());
+    let file = forge_counts(
+        &[account_record("acc-1"), grouped_card(), pending],
+        [1, 1, 0, 0, 1],
+    );
+    match snapshot::read(&file[..]) {
+        Err(SnapshotError::RecordInvalid { record: 2, reason }) => {
+            assert_eq!(reason, "pending ATC of a card the snapshot has")
+        }
+        other => panic!("expected a precise rejection, got {:?}", other.map(|_| ())),
     }
 }

@@ -114,6 +114,16 @@ pub fn request_from_message<'m>(
         .map(TransmissionStamp)
         .ok_or(FieldInError(7))?;
     let stan = message.stan().map(Stan).ok_or(FieldInError(11))?;
+    // DE 3 is part of what a repeat must share with its original: kept as its 6 digits.
+    let processing_code = match message.field(3) {
+        None => None,
+        Some(d) => Some(
+            <[u8; 6]>::try_from(d)
+                .ok()
+                .filter(|d| d.iter().all(u8::is_ascii_digit))
+                .ok_or(FieldInError(3))?,
+        ),
+    };
     let acquirer = institution(message, 32)?;
     let forwarder = institution(message, 33)?;
     let amount_transaction = amount(message, 4)?.ok_or(FieldInError(4))?;
@@ -184,6 +194,7 @@ pub fn request_from_message<'m>(
         pan_masked: masked.as_str(),
         transmission,
         stan,
+        processing_code,
         acquirer,
         forwarder,
         amount_transaction,
@@ -376,6 +387,36 @@ mod tests {
             classify(Mti::from_u16(421).unwrap()),
             Some(RequestKind::Decide(MessageClass::Reversal))
         );
+    }
+
+    /// DE 3 goes into the request as its 6 digits (part of what a repeat must share), absent
+    /// when the message has none.
+    #[test]
+    fn the_processing_code_is_read_into_the_request() {
+        let dialect = Dialect::ascii();
+        let pan_key = PanKey::parse_hex(&"ab".repeat(32)).unwrap();
+        let message = |de3: Option<&str>| {
+            let mut b = MessageBuilder::new(Mti::from_u16(100).unwrap());
+            b.set(2, "5413330089010434")
+                .set(4, "000000002500")
+                .set(7, "1122101500")
+                .set_number(11, 123)
+                .set(32, "12345")
+                .set(49, "986");
+            if let Some(de3) = de3 {
+                b.set(3, de3);
+            }
+            Message::decode(&dialect, b.encode(&dialect).unwrap()).unwrap()
+        };
+        let cash = message(Some("010000"));
+        let masked = MaskedPan::of(cash.pan().unwrap());
+        let request =
+            request_from_message(&cash, MessageClass::Authorization, &pan_key, &masked).unwrap();
+        assert_eq!(request.processing_code, Some(*b"010000"));
+        let none = message(None);
+        let request =
+            request_from_message(&none, MessageClass::Authorization, &pan_key, &masked).unwrap();
+        assert_eq!(request.processing_code, None);
     }
 
     #[test]

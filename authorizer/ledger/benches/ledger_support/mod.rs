@@ -113,6 +113,9 @@ pub fn hold_event(i: u64, account: u64) -> Event<'static> {
         expires_at: Some(UnixSeconds(NOW_S + 7 * 86_400)),
         merchant_category: Some(5812),
         unconverted: None,
+        content_fingerprint: Some(i | 1),
+        card_atc: None,
+        decline_reason: None,
         trace: Trace {
             mti: Cow::Borrowed("0100"),
             pan_masked: Cow::Borrowed("541333******0010"),

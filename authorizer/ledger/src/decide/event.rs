@@ -18,22 +18,24 @@ use crate::{
 /// Deterministic event id (UUID text, version 8): SHA-256 of everything the event does to a
 /// replica's state: kind, hold, response codes, amounts, expiry, its instant `at` (which moves
 /// the watermark), its account, its DE 7 instant (which fixes the record's retention), and its
-/// currency and MTI; two SHA-256 blocks for account ids up to 44 bytes. The fields it leaves
-/// out change no state: the instance, the merchant category, the approval code (derived from
-/// the hold id) and the rest of the trace (DE 7, DE 11, DE 32, DE 33 and the PAN are the hold
-/// id's own inputs; the masked PAN and DE 37 are for people). So two events that share an id
-/// have the same effect on every replica, and dropping either as a duplicate loses nothing; the
-/// same decision made again at the same instant yields the same id. A cryptographic hash,
+/// currency and MTI, the content fingerprint, the card's ATC and the decline reason; two SHA-256
+/// blocks for account ids up to 32 bytes. The fields it leaves out change no state, or are
+/// fixed by the hold id: the instance, the merchant category, the approval code (derived from
+/// the hold id), the PAN hash of the ATC and the rest of the trace (DE 7, DE 11, DE 32, DE 33
+/// and the PAN are the hold id's own inputs; the masked PAN and DE 37 are for people). So two
+/// events that share an id have the same effect on every replica, and dropping either as a
+/// duplicate loses nothing; the same decision made again at the same instant yields the same
+/// id. A cryptographic hash,
 /// because the request fields are chosen by the network: a crafted collision must not make a
 /// hold vanish.
 pub(super) fn event_id(event: &AuthorizationEvent<'_>) -> String {
-    const FIXED: usize = 75;
+    const FIXED: usize = 87;
     let kind = event.kind.code();
     let mti: [u8; 4] = event.trace.mti.as_bytes().try_into().unwrap_or([b'?'; 4]);
     let account_id = event.account_id.as_bytes();
     let account_id = &account_id[..account_id.len().min(255)];
     let mut input = [0u8; FIXED + 255];
-    input[..6].copy_from_slice(b"event4");
+    input[..6].copy_from_slice(b"event5");
     input[6] = kind;
     input[7..23].copy_from_slice(&event.hold_id.0);
     input[23..25].copy_from_slice(&event.response_code.0);
@@ -50,7 +52,13 @@ pub(super) fn event_id(event: &AuthorizationEvent<'_>) -> String {
     input[59..67].copy_from_slice(&event.trace.transmitted_at.0.to_be_bytes());
     input[67..69].copy_from_slice(&event.currency.code().to_be_bytes());
     input[69..73].copy_from_slice(&mti);
-    input[73..75].copy_from_slice(&(account_id.len() as u16).to_be_bytes());
+    input[73..81].copy_from_slice(&event.content_fingerprint.unwrap_or(0).to_be_bytes());
+    if let Some(card_atc) = event.card_atc {
+        input[81] = 1;
+        input[82..84].copy_from_slice(&card_atc.atc.to_be_bytes());
+    }
+    input[84] = event.decline_reason.map_or(0, |r| r.code());
+    input[85..87].copy_from_slice(&(account_id.len() as u16).to_be_bytes());
     input[FIXED..FIXED + account_id.len()].copy_from_slice(account_id);
     let digest = Sha256::digest(&input[..FIXED + account_id.len()]);
     let mut bytes = [0u8; 16];
@@ -104,6 +112,9 @@ pub(super) fn build_event<'a>(
         expires_at: None,
         merchant_category: request.merchant_category,
         unconverted: None,
+        content_fingerprint: None,
+        card_atc: None,
+        decline_reason: None,
         trace: Trace {
             mti: mti_text(request.mti),
             pan_masked: Cow::Borrowed(request.pan_masked),

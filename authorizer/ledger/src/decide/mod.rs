@@ -55,9 +55,14 @@ pub fn decide_prepared<'a>(
 ) -> Decision<'a> {
     let request = prepared.request;
     match (request.class, prepared.hold_id) {
-        (MessageClass::Authorization, Some(hold_id)) => {
-            decide_authorization(state, request, hold_id, facts, config, now)
-        }
+        (MessageClass::Authorization, Some(hold_id)) => decide_authorization(
+            state,
+            request,
+            (hold_id, prepared.fingerprint),
+            facts,
+            config,
+            now,
+        ),
         (MessageClass::Advice, Some(hold_id)) => {
             decide_advice(state, request, hold_id, config, now)
         }
@@ -70,14 +75,17 @@ pub fn decide_prepared<'a>(
 }
 
 /// A request with what can be computed from it alone before its turn: the id of the hold it
-/// concerns (a SHA-256). The ledger thread prepares the requests a few places ahead of the one
-/// it decides, and starts loading the records they will read ([`Prepared::prefetch`]), so that
-/// deciding does not wait for main memory. Only [`Prepared::new`] makes one, so the hold id
+/// concerns and, for an authorization, its content fingerprint (a SHA-256 each). The ledger
+/// thread prepares the requests a few places ahead of the one it decides, and starts loading
+/// the records they will read ([`Prepared::prefetch`]), so that deciding does not wait for main
+/// memory. Only [`Prepared::new`] makes one, so the hold id
 /// always belongs to the request.
 #[derive(Clone, Copy, Debug)]
 pub struct Prepared<'r, 'a> {
     request: &'r Request<'a>,
     hold_id: Option<HoldId>,
+    /// [`Request::content_fingerprint`] of an authorization (0 for the other classes).
+    fingerprint: u64,
 }
 
 impl<'r, 'a> Prepared<'r, 'a> {
@@ -85,6 +93,10 @@ impl<'r, 'a> Prepared<'r, 'a> {
         Prepared {
             request,
             hold_id: request.hold_identity().map(|i| HoldId::derive(&i)),
+            fingerprint: match request.class {
+                MessageClass::Authorization => request.content_fingerprint(),
+                MessageClass::Advice | MessageClass::Reversal => 0,
+            },
         }
     }
 

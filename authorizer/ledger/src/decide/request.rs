@@ -7,9 +7,11 @@
 //! Must never: carry a PAN (the request carries the PAN hash and the masked PAN only), nor decide
 //! anything: these are plain data, the rules are in `rules.rs`.
 
+use sha2::{Digest, Sha256};
+
 use crate::{
-    AccountIndex, AmountMinor, ApprovalCode, AuthorizationEvent, Currency, HoldId, InstitutionId,
-    NetworkIdentity, PanHash, ResponseCode, Stan, TransmissionStamp,
+    AccountIndex, AmountMinor, ApprovalCode, AuthorizationEvent, Currency, DeclineReason, HoldId,
+    InstitutionId, NetworkIdentity, PanHash, ResponseCode, Stan, TransmissionStamp,
 };
 
 /// Which flow a request belongs to (from its MTI).
@@ -55,6 +57,9 @@ pub struct Request<'a> {
     pub transmission: TransmissionStamp,
     /// DE 11.
     pub stan: Stan,
+    /// DE 3, the processing code (6 digits), when present: part of the content a repeat must
+    /// share with its original.
+    pub processing_code: Option<[u8; 6]>,
     /// DE 32.
     pub acquirer: InstitutionId,
     /// DE 33 (0 when absent).
@@ -104,6 +109,35 @@ impl Request<'_> {
             acquirer: self.acquirer,
             forwarder: self.forwarder,
         }
+    }
+
+    /// The fingerprint of the content a repeat must share with its original: the first 8 bytes
+    /// (big-endian) of `SHA-256("content1" ‖ DE 3 ‖ DE 4 i64 ‖ DE 49 u16 ‖ DE 6 ‖ DE 51)`,
+    /// where DE 3 is a presence byte (0/1) then its 6 digits (zeros when absent), DE 6 a
+    /// presence byte then i64, DE 51 a presence byte then u16 (integers big-endian; 37 bytes, one
+    /// SHA-256 block). 0 is reserved for "not known" (events of older authorizers): a digest of
+    /// 0 becomes 1. A cryptographic hash, because the network chooses these fields: content that
+    /// differs must not be crafted into the same fingerprint.
+    pub fn content_fingerprint(&self) -> u64 {
+        let mut input = [0u8; 37];
+        input[..8].copy_from_slice(b"content1");
+        if let Some(code) = self.processing_code {
+            input[8] = 1;
+            input[9..15].copy_from_slice(&code);
+        }
+        input[15..23].copy_from_slice(&self.amount_transaction.minor().to_be_bytes());
+        input[23..25].copy_from_slice(&self.currency_transaction.code().to_be_bytes());
+        if let Some(amount) = self.amount_billing {
+            input[25] = 1;
+            input[26..34].copy_from_slice(&amount.minor().to_be_bytes());
+        }
+        if let Some(currency) = self.currency_billing {
+            input[34] = 1;
+            input[35..37].copy_from_slice(&currency.code().to_be_bytes());
+        }
+        let digest = Sha256::digest(input);
+        let fingerprint = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        fingerprint.max(1)
     }
 
     /// The identity of the hold this request concerns: its own, or, for a reversal, the
@@ -169,6 +203,9 @@ pub struct Decision<'a> {
     pub arpc: Option<ArpcInput>,
     /// The request repeats one already decided: this is the first answer again.
     pub repeat: bool,
+    /// Why it was declined, when the code alone does not say (its event says it too): for the
+    /// caller's counters.
+    pub reason: Option<DeclineReason>,
 }
 
 impl Decision<'_> {
@@ -183,6 +220,7 @@ impl Decision<'_> {
             event: self.event.map(AuthorizationEvent::into_owned),
             arpc: self.arpc,
             repeat: self.repeat,
+            reason: self.reason,
         }
     }
 }

@@ -2,12 +2,13 @@
 //! and which event to publish:
 //! * authorization (0100/0101), checks in order, the first that fails decides: DE 7 further
 //!   than the skew from `now` 30 (DE 44 = 007), duplicate (the first answer again, byte for
-//!   byte in DE 38 and DE 39; the same identity with another amount or currency 94, nothing
-//!   held), unknown card 14, already reversed 05, card lost 41 / stolen 43 / blocked 62 /
-//!   closed 14, expired 54, ARQC present but not verified 05 (configurable), account frozen 62 /
-//!   closed 14 / not yet known 05, currency 05, too many live holds with money on the account
-//!   05, open-to-buy 51, otherwise 00 with a DE 38 derived from the hold id; a hold expires
-//!   from `now`, never from DE 7;
+//!   byte in DE 38 and DE 39; the same identity with other content, DE 3, DE 4, DE 49, DE 6 or
+//!   DE 51, 94, nothing held), unknown card 14, already reversed 05, card lost 41 / stolen 43 /
+//!   blocked 62 / closed 14, expired 54, ARQC present but not verified 05 (configurable), a
+//!   verified ARQC's chip data that disagrees with the request 05, its ATC not above the card's
+//!   highest 05 (`atc_replay`), account frozen 62 / closed 14 / not yet known 05, currency 05,
+//!   too many live holds with money on the account 05, open-to-buy 51, otherwise 00 with a
+//!   DE 38 derived from the hold id; a hold expires from `now`, never from DE 7;
 //! * advice (0120/0121): never declined, answered 00; DE 39 of the advice 00 holds the amount
 //!   (even beyond open-to-buy), any other code holds nothing;
 //! * reversal (0400/0401/0420/0421): answered 00; releases the hold found through DE 90 down to
@@ -22,8 +23,8 @@ use super::{ArpcInput, ChipData, Cryptogram, DecideConfig, Decision, Facts, Requ
 use crate::state::parts;
 use crate::time::transmission_instant;
 use crate::{
-    AccountStatus, AmountMinor, ApprovalCode, AuthorizationKind, CardStatus, Currency, HoldId,
-    ResponseCode, State, Unconverted, UnixSeconds,
+    AccountStatus, AmountMinor, ApprovalCode, AuthorizationKind, CardAtc, CardStatus, Currency,
+    DeclineReason, HoldId, ResponseCode, State, Unconverted, UnixSeconds,
 };
 
 /// A hold counts from the moment it is decided (`now`), for the merchant category's duration:
@@ -36,7 +37,7 @@ fn hold_expiry(config: &DecideConfig, request: &Request<'_>, now: UnixSeconds) -
 pub(super) fn decide_authorization<'a>(
     state: &State,
     request: &Request<'a>,
-    hold_id: HoldId,
+    (hold_id, fingerprint): (HoldId, u64),
     facts: &Facts,
     config: &'a DecideConfig,
     now: UnixSeconds,
@@ -52,14 +53,25 @@ pub(super) fn decide_authorization<'a>(
     let identity = request.identity();
 
     // Duplicate: the first answer again, and no state change. An identity seen before with
-    // other content is not a repeat: 94, nothing held.
+    // other content (DE 3, DE 4, DE 49, DE 6, DE 51: the fingerprint) is not a repeat: 94,
+    // nothing held, whether the first was approved or declined.
     let existing = state.hold(&hold_id);
     if let Some(hold) = existing {
-        let first = if hold.has(parts::AUTH) {
-            let currency = state.account(hold.account()).currency();
-            if amount_in_account_currency(request, currency) != Some(hold.auth_amount()) {
-                return answer(ResponseCode::DUPLICATE_TRANSMISSION, Some(hold_id));
+        let decided = hold.has(parts::AUTH) || hold.has(parts::DECLINE);
+        let same_content = match hold.fingerprint() {
+            Some(first) => first == fingerprint,
+            // Recorded from an older authorizer's event, which carried no fingerprint: what
+            // can still be compared is the amount an approval holds.
+            None if hold.has(parts::AUTH) => {
+                let currency = state.account(hold.account()).currency();
+                amount_in_account_currency(request, currency) == Some(hold.auth_amount())
             }
+            None => true,
+        };
+        if decided && !same_content {
+            return answer(ResponseCode::DUPLICATE_TRANSMISSION, Some(hold_id));
+        }
+        let first = if hold.has(parts::AUTH) {
             Some(Decision {
                 approval_code: Some(ApprovalCode::of_hold(hold_id)),
                 ..answer(ResponseCode::APPROVED, Some(hold_id))
@@ -79,9 +91,23 @@ pub(super) fn decide_authorization<'a>(
     };
     let account_index = card.account();
     let account = state.account(account_index);
+    // The ATC of a verified ARQC: the card computed it, so every event of this request carries
+    // it and every replica raises the card's highest ATC to it. An unverified one proves
+    // nothing and is not kept (a forged counter must not lock the real card out).
+    let card_atc = match (facts.cryptogram, &request.chip) {
+        (Cryptogram::Verified, Some(ChipData { atc: Some(atc), .. })) => Some(CardAtc {
+            pan_hash: request.pan_hash,
+            atc: *atc,
+        }),
+        _ => None,
+    };
 
-    let decline = |code: ResponseCode, amount: AmountMinor, currency: Currency| -> Decision<'a> {
-        let event = build_event(
+    let decline_why = |code: ResponseCode,
+                       amount: AmountMinor,
+                       currency: Currency,
+                       reason: Option<DeclineReason>|
+     -> Decision<'a> {
+        let mut event = build_event(
             config,
             request,
             now,
@@ -96,9 +122,13 @@ pub(super) fn decide_authorization<'a>(
                 currency,
             },
         );
+        event.content_fingerprint = Some(fingerprint);
+        event.card_atc = card_atc;
+        event.decline_reason = reason;
         let decision = Decision {
             account: Some(account_index),
             event: Some(seal(event)),
+            reason,
             ..answer(code, Some(hold_id))
         };
         if facts.cryptogram == Cryptogram::NotVerified {
@@ -106,6 +136,9 @@ pub(super) fn decide_authorization<'a>(
         } else {
             with_arpc(decision, facts)
         }
+    };
+    let decline = |code: ResponseCode, amount: AmountMinor, currency: Currency| {
+        decline_why(code, amount, currency, None)
     };
     let requested = (request.amount_transaction, request.currency_transaction);
 
@@ -145,6 +178,19 @@ pub(super) fn decide_authorization<'a>(
         && !chip_agrees(chip, request, transmitted_at, config)
     {
         return decline(ResponseCode::DO_NOT_HONOR, requested.0, requested.1);
+    }
+
+    // A verified ARQC whose ATC the card has already used (on any replica): a replayed
+    // cryptogram or a cloned card.
+    if let Some(CardAtc { atc, .. }) = card_atc
+        && card.atc().is_some_and(|highest| atc <= highest)
+    {
+        return decline_why(
+            ResponseCode::DO_NOT_HONOR,
+            requested.0,
+            requested.1,
+            Some(DeclineReason::AtcReplay),
+        );
     }
 
     let account_code = match account.status() {
@@ -188,6 +234,8 @@ pub(super) fn decide_authorization<'a>(
     );
     event.approval_code = Some(approval_code);
     event.expires_at = Some(hold_expiry(config, request, now));
+    event.content_fingerprint = Some(fingerprint);
+    event.card_atc = card_atc;
     let decision = Decision {
         approval_code: Some(approval_code),
         account: Some(account_index),
@@ -350,6 +398,7 @@ pub(super) fn format_error(field: u8) -> Decision<'static> {
         event: None,
         arpc: None,
         repeat: false,
+        reason: None,
     }
 }
 
@@ -363,6 +412,7 @@ fn answer(response_code: ResponseCode, hold_id: Option<HoldId>) -> Decision<'sta
         event: None,
         arpc: None,
         repeat: false,
+        reason: None,
     }
 }
 

@@ -1,17 +1,17 @@
 //! The authorizers' events on `authorizations` (`docs/authorizations-events.md`): the
-//! [`AuthorizationEvent`] with its [`AuthorizationKind`], [`Trace`] and [`ApprovalCode`], the
-//! wire structs, the reader into them, the checks after it, and `to_json`, the only writer.
+//! [`AuthorizationEvent`] with its [`AuthorizationKind`] and [`Trace`] (its small value types,
+//! [`ApprovalCode`], [`CardAtc`] and [`DeclineReason`], are in `codes.rs`), the wire structs, the reader into them, the checks after it, and `to_json`, the only writer.
 //!
 //! Must never: write what the reader would reject or read back differently (fuzz target
 //! `event_parse` parses what `to_json` wrote), nor carry a PAN (the trace has it masked).
 
 use std::borrow::Cow;
-use std::fmt;
 
 #[cfg(any(test, feature = "fuzzing"))]
 use serde::Deserialize;
 use serde::Serialize;
 
+pub use super::codes::{ApprovalCode, CardAtc, DeclineReason};
 #[cfg(any(test, feature = "fuzzing"))]
 use super::reference::{self, text};
 use super::{
@@ -20,7 +20,7 @@ use super::{
 };
 use crate::json;
 use crate::types::{
-    AmountMinor, Currency, HoldId, InstitutionId, ResponseCode, Stan, TransmissionStamp,
+    AmountMinor, Currency, HoldId, InstitutionId, PanHash, ResponseCode, Stan, TransmissionStamp,
     UnixSeconds,
 };
 
@@ -120,6 +120,16 @@ pub struct AuthorizationEvent<'a> {
     /// (no DE 6 in it, and DE 49 another currency): nothing is held, and this is the amount the
     /// network approved (DE 4 in DE 49's currency), for the cloud to book. Never silently 0.
     pub unconverted: Option<Unconverted>,
+    /// `hold.placed`, `authorization.declined`: the fingerprint of the request's content (DE 3,
+    /// DE 4, DE 49, DE 6, DE 51; `decide::content_fingerprint`), that a repeat must match to get
+    /// the first answer. Never 0. `None` only in events of older authorizers.
+    pub content_fingerprint: Option<u64>,
+    /// `hold.placed`, `authorization.declined`: the ATC (9F36) of a verified ARQC and the card it
+    /// belongs to; every replica raises the card's highest ATC to it.
+    pub card_atc: Option<CardAtc>,
+    /// `authorization.declined`: why, when the response code alone does not say (for the cloud's
+    /// fraud side).
+    pub decline_reason: Option<DeclineReason>,
     pub trace: Trace<'a>,
 }
 
@@ -167,6 +177,12 @@ impl AuthorizationEvent<'_> {
                 .map(|m| Cow::Owned(format!("{m:04}"))),
             unconverted_amount_minor: self.unconverted.map(|u| u.amount_minor.minor()),
             unconverted_currency: self.unconverted.map(|u| Cow::Owned(u.currency.to_string())),
+            content_fingerprint: self
+                .content_fingerprint
+                .map(|f| Cow::Owned(format!("{f:016x}"))),
+            pan_hash: self.card_atc.map(|c| Cow::Owned(hex::encode(c.pan_hash.0))),
+            atc: self.card_atc.map(|c| u64::from(c.atc)),
+            decline_reason: self.decline_reason.map(|r| Cow::Borrowed(r.as_str())),
             trace: Some(TraceWire {
                 mti: Some(Cow::Borrowed(&self.trace.mti)),
                 pan_masked: Some(Cow::Borrowed(&self.trace.pan_masked)),
@@ -202,6 +218,9 @@ impl AuthorizationEvent<'_> {
             expires_at: self.expires_at,
             merchant_category: self.merchant_category,
             unconverted: self.unconverted,
+            content_fingerprint: self.content_fingerprint,
+            card_atc: self.card_atc,
+            decline_reason: self.decline_reason,
             trace: Trace {
                 mti: Cow::Owned(self.trace.mti.into_owned()),
                 pan_masked: Cow::Owned(self.trace.pan_masked.into_owned()),
@@ -216,48 +235,6 @@ impl AuthorizationEvent<'_> {
                     .map(|r| Cow::Owned(r.into_owned())),
             },
         }
-    }
-}
-
-/// DE 38, the approval code: 6 characters `0-9A-Z`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ApprovalCode(pub [u8; 6]);
-
-impl ApprovalCode {
-    pub fn parse(text: &str) -> Option<ApprovalCode> {
-        let b = text.as_bytes();
-        if b.len() != 6
-            || !b
-                .iter()
-                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
-        {
-            return None;
-        }
-        let mut code = [0u8; 6];
-        code.copy_from_slice(b);
-        Some(ApprovalCode(code))
-    }
-
-    /// Derived from the hold id, so that a repeat (or another replica) gives the same code.
-    pub fn of_hold(hold_id: HoldId) -> ApprovalCode {
-        const ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-        let mut value = u64::from_be_bytes(hold_id.0[8..16].try_into().expect("8 bytes"));
-        let mut code = [0u8; 6];
-        for c in code.iter_mut() {
-            *c = ALPHABET[(value % 36) as usize];
-            value /= 36;
-        }
-        ApprovalCode(code)
-    }
-
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("approval codes are ASCII by construction")
-    }
-}
-
-impl fmt::Debug for ApprovalCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ApprovalCode({})", self.as_str())
     }
 }
 
@@ -349,6 +326,29 @@ pub(super) struct AuthorizationWire<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     unconverted_currency: Option<Cow<'a, str>>,
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    content_fingerprint: Option<Cow<'a, str>>,
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pan_hash: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    atc: Option<u64>,
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    decline_reason: Option<Cow<'a, str>>,
     #[serde(borrow)]
     #[cfg_attr(
         any(test, feature = "fuzzing"),
@@ -393,6 +393,10 @@ const AUTHORIZATION_FIELDS: &[&str] = &[
     "merchant_category",
     "unconverted_amount_minor",
     "unconverted_currency",
+    "content_fingerprint",
+    "pan_hash",
+    "atc",
+    "decline_reason",
     "trace",
 ];
 
@@ -493,6 +497,18 @@ pub(super) fn read_authorization(payload: &[u8]) -> json::JsonResult<Authorizati
                     w.unconverted_currency = r.text()?;
                 }
                 Some(17) => {
+                    w.content_fingerprint = r.text()?;
+                }
+                Some(18) => {
+                    w.pan_hash = r.secret_text()?;
+                }
+                Some(19) => {
+                    w.atc = r.uint()?;
+                }
+                Some(20) => {
+                    w.decline_reason = r.text()?;
+                }
+                Some(21) => {
                     w.trace = if r.null()? {
                         None
                     } else {
@@ -578,6 +594,56 @@ pub(super) fn authorization_event(
             })
         }
     };
+    let of_an_authorization = matches!(
+        kind,
+        AuthorizationKind::HoldPlaced | AuthorizationKind::Declined
+    );
+    let only_on = |field: &'static str, expected: &'static str| EventError::InvalidField {
+        field,
+        value: kind.as_str().to_owned(),
+        expected,
+    };
+    let content_fingerprint = match wire.content_fingerprint {
+        None => None,
+        Some(_) if !of_an_authorization => {
+            return Err(only_on(
+                "content_fingerprint",
+                "only on hold.placed and authorization.declined",
+            ));
+        }
+        Some(text) => Some(
+            parse_fingerprint(&text)
+                .ok_or_else(|| invalid("content_fingerprint", &text, "16 hex characters, not 0"))?,
+        ),
+    };
+    let card_atc = match (wire.pan_hash, wire.atc) {
+        (None, None) => None,
+        (Some(_), _) | (_, Some(_)) if !of_an_authorization => {
+            return Err(only_on(
+                "atc",
+                "only on hold.placed and authorization.declined",
+            ));
+        }
+        (pan_hash_text, atc) => {
+            let pan_hash_text = required(pan_hash_text, "pan_hash")?;
+            let pan_hash = PanHash::parse_hex(&pan_hash_text)
+                .ok_or_else(|| invalid("pan_hash", &pan_hash_text, "64 hex characters"))?;
+            let atc = required(atc, "atc")?;
+            let atc =
+                u16::try_from(atc).map_err(|_| invalid("atc", atc, "an integer in 0..=65535"))?;
+            Some(CardAtc { pan_hash, atc })
+        }
+    };
+    let decline_reason = match wire.decline_reason {
+        None => None,
+        Some(_) if kind != AuthorizationKind::Declined => {
+            return Err(only_on("decline_reason", "only on authorization.declined"));
+        }
+        Some(text) => Some(
+            DeclineReason::parse(&text)
+                .ok_or_else(|| invalid("decline_reason", &text, "atc_replay"))?,
+        ),
+    };
     match kind {
         AuthorizationKind::HoldPlaced | AuthorizationKind::HoldAdjusted if expires_at.is_none() => {
             return Err(EventError::MissingField {
@@ -646,6 +712,9 @@ pub(super) fn authorization_event(
         expires_at,
         merchant_category,
         unconverted,
+        content_fingerprint,
+        card_atc,
+        decline_reason,
         trace: Trace {
             mti: mti_text,
             pan_masked,
@@ -667,6 +736,15 @@ pub(super) fn authorization_event(
             retrieval_reference,
         },
     })
+}
+
+/// A content fingerprint as written: 16 lower-case hex characters, not all zeros.
+fn parse_fingerprint(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 16 || !b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok().filter(|f| *f != 0)
 }
 
 /// A masked PAN as `trace.pan_masked` must carry it: 10..=19 characters, digits and `*` only, at

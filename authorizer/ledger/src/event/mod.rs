@@ -14,8 +14,8 @@
 //!
 //! This file: the [`Event`] itself, its [`Source`], the bounds, [`EventError`] and the field
 //! checks. Then `cloud.rs` (the cloud's `account.upserted` and `card.upserted`),
-//! `authorization.rs` (the authorizers' events and `to_json`) and `reference.rs` (the serde_json
-//! reference and the differential tests).
+//! `authorization.rs` (the authorizers' events and `to_json`), `codes.rs` (their small value
+//! types) and `reference.rs` (the serde_json reference and the differential tests).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -25,12 +25,15 @@ use super::types::{AmountMinor, Currency, EventKey, UnixSeconds};
 
 mod authorization;
 mod cloud;
+mod codes;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod reference;
 
 use authorization::parse_authorization;
-pub use authorization::{ApprovalCode, AuthorizationEvent, AuthorizationKind, Trace, Unconverted};
+pub use authorization::{
+    ApprovalCode, AuthorizationEvent, AuthorizationKind, CardAtc, DeclineReason, Trace, Unconverted,
+};
 use cloud::parse_cloud;
 pub use cloud::{AccountUpserted, CardUpserted};
 

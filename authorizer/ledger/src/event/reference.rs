@@ -157,6 +157,8 @@ mod tests {
     const PLACED: &str = r#"{"schema":1,"type":"hold.placed","event_id":"p-1","at":"2026-11-22T10:15:00Z","instance":"auth-a","account_id":"acc-1","hold_id":"h-00112233445566778899aabbccddeeff","response_code":"00","approval_code":"A1B2C3","amount_minor":2500,"currency":"986","expires_at":"2026-11-29T10:15:00Z","merchant_category":"5812","trace":{"mti":"0100","pan_masked":"541333******0010","transmission_date_time":"1122101500","transmitted_at":"2026-11-22T10:15:00Z","stan":"000123","acquirer_id":"12345","forwarder_id":"0","retrieval_reference":"RRN000000001"}}"#;
     const RELEASED: &str = r#"{"schema":1,"type":"hold.released","event_id":"r-1","at":"2026-11-22T10:15:00Z","instance":"auth-a","account_id":"acc-1","hold_id":"h-00112233445566778899aabbccddeeff","response_code":"00","amount_minor":2500,"currency":"986","remaining_minor":0,"trace":{"mti":"0400","pan_masked":"541333******0010","transmission_date_time":"1122101500","transmitted_at":"2026-11-22T10:15:00Z","stan":"000124","acquirer_id":"12345","forwarder_id":"0"}}"#;
 
+    const DECLINED: &str = r#"{"schema":1,"type":"authorization.declined","event_id":"d-1","at":"2026-11-22T10:15:00Z","instance":"auth-a","account_id":"acc-1","hold_id":"h-00112233445566778899aabbccddeeff","response_code":"05","amount_minor":100,"currency":"986","content_fingerprint":"0f1e2d3c4b5a6978","pan_hash":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff","atc":7,"decline_reason":"atc_replay","trace":{"mti":"0100","pan_masked":"541333******0010","transmission_date_time":"1122101500","transmitted_at":"2026-11-22T10:15:00Z","stan":"000125","acquirer_id":"12345","forwarder_id":"0"}}"#;
+
     fn same(source: Source, payload: &[u8]) -> Result<(), TestCaseError> {
         let fast = Event::parse(source, payload);
         let slow = reference::parse(source, payload);
@@ -194,6 +196,7 @@ mod tests {
             (Source::AccountUpdates, ACCOUNT),
             (Source::Authorizations, PLACED),
             (Source::Authorizations, RELEASED),
+            (Source::Authorizations, DECLINED),
         ]);
         let fragment = prop::sample::select(vec![
             "null",
@@ -234,6 +237,11 @@ mod tests {
             "\"cleared_holds\":[\"h-00112233445566778899aabbccddeeff\",]",
             "\"cleared_holds\":null,",
             "\"unknown\":[\"\\ud800\",\"\u{1}\"],",
+            "\"atc\":65536,",
+            "\"atc\":",
+            "\"content_fingerprint\":\"0000000000000000\",",
+            "\"decline_reason\":\"other\",",
+            "\"pan_hash\":null,",
         ]);
         let edit = prop_oneof![
             (any::<prop::sample::Index>(), interesting_byte()).prop_map(|(i, b)| (0u8, i, vec![b])),

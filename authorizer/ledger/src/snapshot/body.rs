@@ -119,6 +119,14 @@ pub(super) fn restore_record(
             counts.cleared_markers += 1;
             restore_cleared(restore, &mut c, &mut check)?;
         }
+        b'T' => {
+            counts.pending_atcs += 1;
+            let pan_hash = PanHash(c.array::<32>()?);
+            let atc = c.u16()?;
+            restore
+                .pending_atc(c.record, pan_hash, atc, &mut check)
+                .map_err(|reason| c.invalid(reason))?;
+        }
         _ => unreachable!("the scanner passes on only known canonical tags"),
     }
     c.finish()?;
@@ -195,6 +203,11 @@ fn restore_card(
     if !last4.iter().all(u8::is_ascii_digit) {
         return Err(c.invalid("pan_last4 not digits"));
     }
+    let atc = match (c.u8()?, c.u16()?) {
+        (0, 0) => None,
+        (1, atc) => Some(atc),
+        _ => return Err(c.invalid("card ATC flag not 0 or 1, or an ATC without it")),
+    };
     restore
         .card(
             c.record,
@@ -208,6 +221,7 @@ fn restore_card(
                 status,
                 key_set,
                 last4,
+                atc,
             },
             check,
         )
@@ -248,6 +262,7 @@ fn restore_hold(
     if !(UnixSeconds::MIN..=UnixSeconds::MAX).contains(&transmitted_at) {
         return Err(c.invalid("transmitted_at out of bounds"));
     }
+    let fingerprint = c.u64()?;
     let hold = Hold {
         account: AccountIndex(0),
         parts,
@@ -258,6 +273,7 @@ fn restore_hold(
         remaining_cap,
         expires_at,
         transmitted_at,
+        fingerprint,
     };
     restore
         .hold(c.record, hold_id, account, hold, check)

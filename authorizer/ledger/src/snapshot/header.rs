@@ -26,6 +26,7 @@ pub(super) fn encode_header(header: &Header, offsets: &ResumeOffsets) -> Vec<u8>
         header.counts.cards,
         header.counts.holds,
         header.counts.cleared_markers,
+        header.counts.pending_atcs,
     ] {
         fields.extend_from_slice(&count.to_be_bytes());
     }
@@ -108,6 +109,7 @@ pub(super) fn decode_header(r: &mut impl Read) -> Result<(Header, ResumeOffsets)
         cards: c.u64().map_err(header_invalid)?,
         holds: c.u64().map_err(header_invalid)?,
         cleared_markers: c.u64().map_err(header_invalid)?,
+        pending_atcs: c.u64().map_err(header_invalid)?,
     };
     let n = c.u32().map_err(header_invalid)? as usize;
     if n > OFFSETS_MAX {

@@ -3,12 +3,12 @@
 //! ```text
 //! header (plain):
 //!   magic            8 bytes  "AUTHSNAP"
-//!   format_version   u32 BE   3           ┐ these three fields keep their place in every
+//!   format_version   u32 BE   4           ┐ these three fields keep their place in every
 //!   header_len       u32 BE   ≤ 1 MiB     ┘ future version, so the checksum is checked first
 //!   created_at_ms    i64 BE   log time the snapshotter chose (never read from a clock here)
 //!   watermark_s      i64 BE   the ledger's hold watermark
 //!   state_hash       32 bytes
-//!   counts           4 × u64 BE: accounts, cards, hold records, cleared markers
+//!   counts           5 × u64 BE: accounts, cards, hold records, cleared markers, pending ATCs
 //!   offsets          u32 BE n ≤ 65,536, then n × (u16 BE topic length ≤ 249, topic UTF-8,
 //!                    i32 BE partition, i64 BE next offset to read)
 //!   watermark votes  u8 n ≤ 3 (the quorum), then n × (i64 BE vote, 16-byte hold id, u8 kind),
@@ -21,18 +21,29 @@
 //!     (the group gives it; a reader needs no account lookup per card);
 //!   * the cards ('C') and the hold records ('H') of placeholder accounts, canonical;
 //!   * the cleared markers ('X'), canonical;
+//!   * the pending ATCs ('T': PAN hash, u16 BE ATC): the highest ATC of a card the state does
+//!     not know yet, canonical;
 //!   and last an end record: tag 'E', u64 BE record count. The canonical bytes (a grouped
 //!   record with its group's account id put back) are the bytes the state hash covers.
+//!   Canonical records (integers big-endian, texts as u32 BE length + UTF-8):
+//!   'A' id, version u64, status u8, currency u16, credit limit i64, posted balance i64;
+//!   'C' PAN hash(32), account id, card id, version u64, expiry YYMM(4), PSN u8, status u8,
+//!       key set, last 4 digits(4), ATC seen u8 (0/1), highest ATC u16 (0 when not seen);
+//!   'H' hold id(16), account id, parts u8, cleared u8, decline code(2), approved amount i64,
+//!       advice amount i64, remaining cap i64, expires_at i64, transmitted_at i64, content
+//!       fingerprint u64 (0: not known);
+//!   'X' hold id(16), account id, retain_until i64.
 //! trailer: u32 BE crc32c of the compressed frame's bytes (so that no byte of the file, not even
 //!   one zstd would tolerate, can change unnoticed); nothing after it.
 //! ```
 //!
-//! Versions 1 and 2 are no longer read: their files are rejected as
-//! [`SnapshotError::UnsupportedVersion`]. Version 2 had no watermark votes (its watermark was
-//! the largest vote, which one event could drag) and state hash v2. Version 1 had state hash v1
-//! and a crc32c in the end record. The end record lost its crc32c because
-//! it covered the very bytes zstd's content checksum covers, and every byte of the file is
-//! covered by the header and trailer crc32c.
+//! Versions 1 to 3 are no longer read: their files are rejected as
+//! [`SnapshotError::UnsupportedVersion`]. Version 3 had no card ATCs, no hold content
+//! fingerprints, no pending ATC records and four header counts (state hash v3). Version 2 had
+//! no watermark votes (its watermark was the largest vote, which one event could drag) and
+//! state hash v2. Version 1 had state hash v1 and a crc32c in the end record. The end record
+//! lost its crc32c because it covered the very bytes zstd's content checksum covers, and every
+//! byte of the file is covered by the header and trailer crc32c.
 //!
 //! Writing and reading stream: neither ever holds a second copy of the state (the body is
 //! encoded and decoded record by record through zstd's streaming API). Reading verifies the
@@ -71,10 +82,11 @@ pub use reader::{RESERVE_UNSIZED, Reserve, read, read_sized, read_with_config};
 pub use writer::write;
 
 pub const MAGIC: [u8; 8] = *b"AUTHSNAP";
-/// Version 3: the header carries the watermark's votes and the state hash is
-/// `authorizer.state-hash.v3` (XXH3 per record, and the votes). Older files are rejected
-/// ([`SnapshotError::UnsupportedVersion`]).
-pub const FORMAT_VERSION: u32 = 3;
+/// Version 4: card records carry the card's highest ATC, hold records their content
+/// fingerprint, pending ATCs (`T`) are records, the header counts five kinds, and the state
+/// hash is `authorizer.state-hash.v4`. Version 3 brought the watermark's votes in the header.
+/// Older files are rejected ([`SnapshotError::UnsupportedVersion`]).
+pub const FORMAT_VERSION: u32 = 4;
 const HEADER_LEN_MAX: u32 = 1 << 20;
 const RECORD_LEN_MAX: u32 = 1 << 16;
 const OFFSETS_MAX: usize = 65_536;
@@ -144,6 +156,8 @@ pub struct RecordCounts {
     pub cards: u64,
     pub holds: u64,
     pub cleared_markers: u64,
+    /// Highest ATCs of cards the state does not know yet (`T` records).
+    pub pending_atcs: u64,
 }
 
 /// The header of a snapshot.

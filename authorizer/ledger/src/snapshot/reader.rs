@@ -131,7 +131,7 @@ fn read_reserving<R: Read>(
     // errors; of those two, the one of the earlier record. `Err(None)`: the scanner stopped
     // because the restorer did.
     let duplicate_card = cards.error().map(restore_error);
-    let (restore, body) = match (restored, duplicate_card) {
+    let (mut restore, body) = match (restored, duplicate_card) {
         (Err(restorer), Some(card)) => {
             return Err(if record_of(&card) < record_of(&restorer) {
                 card
@@ -156,6 +156,11 @@ fn read_reserving<R: Read>(
             header.counts.cleared_markers,
             body.cleared_markers,
         ),
+        (
+            "pending ATCs",
+            header.counts.pending_atcs,
+            body.pending_atcs,
+        ),
     ] {
         if h != b {
             return Err(SnapshotError::CountMismatch {
@@ -165,10 +170,13 @@ fn read_reserving<R: Read>(
             });
         }
     }
+    let pending_atcs = restore.take_pending_atcs();
     let mut state = restore
         .finish(header.watermark_votes.clone())
         .map_err(restore_error)?;
-    cards.finish(&mut state).map_err(restore_error)?;
+    cards
+        .finish(&mut state, &pending_atcs)
+        .map_err(restore_error)?;
     // The hash of the records read, each of which the restored state encodes back to exactly:
     // so this is the hash of the restored state, computed in one pass while the data is hot.
     let recomputed = sum.finish(&header.watermark_votes);
@@ -366,7 +374,8 @@ fn scan_body<B: BufRead>(
     let total = header.counts.accounts as u128
         + header.counts.cards as u128
         + header.counts.holds as u128
-        + header.counts.cleared_markers as u128;
+        + header.counts.cleared_markers as u128
+        + header.counts.pending_atcs as u128;
     let frame = ChecksummedBufRead { inner: r, crc: 0 };
     let decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(body_error)?;
     let mut decoder = BufReader::with_capacity(1 << 17, decoder.single_frame());
@@ -490,6 +499,7 @@ impl Scanner<'_> {
             b'C' => 2,
             b'H' => 3,
             b'X' => 4,
+            b'T' => 5,
             _ => return Err(invalid("unknown record tag")),
         };
         if rank < self.kind_rank {

@@ -22,6 +22,7 @@ fn record_counts(state: &State) -> RecordCounts {
         cards: counts.cards,
         holds: counts.holds,
         cleared_markers: counts.cleared_markers,
+        pending_atcs: counts.pending_atcs,
     }
 }
 
@@ -62,7 +63,8 @@ pub fn write<W: Write>(
     let total = header.counts.accounts
         + header.counts.cards
         + header.counts.holds
-        + header.counts.cleared_markers;
+        + header.counts.cleared_markers
+        + header.counts.pending_atcs;
     assert_eq!(
         records, total,
         "the body must hold exactly the records the header counts"

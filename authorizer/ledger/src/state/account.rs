@@ -254,16 +254,36 @@ pub(super) fn account_id_hash(id: &[u8]) -> u64 {
     hasher.finish()
 }
 
-/// Reference to a card id inside the arena.
+/// Reference to a card id inside the arena. Byte-aligned (5 bytes), so that a [`Card`] with
+/// its ATC fits 32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ArenaText {
-    pub(super) offset: u32,
+    /// The offset, native-endian.
+    offset: [u8; 4],
     pub(super) len: u8,
+}
+
+impl ArenaText {
+    pub(super) fn new(offset: u32, len: u8) -> ArenaText {
+        ArenaText {
+            offset: offset.to_ne_bytes(),
+            len,
+        }
+    }
+
+    pub(super) fn offset(&self) -> u32 {
+        u32::from_ne_bytes(self.offset)
+    }
 }
 
 /// A card, stored in 32 bytes (plus its 32-byte key and its card id bytes in the arena).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Card {
+    /// The highest ATC (9F36) of a verified ARQC any replica has decided for this card, valid
+    /// when `atc_seen`: merged by max from the authorization events, never lowered by a
+    /// `card.upserted`.
+    pub(crate) atc: u16,
+    pub(crate) atc_seen: bool,
     pub(crate) account: AccountIndex,
     pub(crate) card_id: ArenaText,
     pub(crate) status: CardStatus,
@@ -293,4 +313,20 @@ impl Card {
     pub fn last4(&self) -> [u8; 4] {
         self.last4
     }
+    /// The highest ATC of a verified ARQC decided for this card (`None`: none yet).
+    pub fn atc(&self) -> Option<u16> {
+        self.atc_seen.then_some(self.atc)
+    }
+
+    /// Raises the highest ATC to `atc`; returns whether it changed.
+    pub(super) fn raise_atc(&mut self, atc: Option<u16>) -> bool {
+        if atc > self.atc() {
+            self.atc = atc.unwrap_or(0);
+            self.atc_seen = true;
+            return true;
+        }
+        false
+    }
 }
+
+const _: () = assert!(std::mem::size_of::<Card>() == 32);

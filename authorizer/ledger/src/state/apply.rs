@@ -7,11 +7,15 @@
 //! does not matter:
 //! * accounts and cards: last writer wins by `version`; an equal version with different content
 //!   (a cloud bug) is broken by comparing the content, so that every replica picks the same one;
+//! * a card's highest ATC: the max of the ATCs the authorizer events carry for it, whatever
+//!   `card.upserted` says (a new version keeps it); an ATC for a card not upserted yet waits in
+//!   the pending ATCs and becomes the card's when it arrives (the two topics in any order);
 //! * a hold record is keyed by its [`HoldId`] and merges *parts* (see `hold.rs`): the approval
 //!   (`hold.placed`, amount merged by max), the advice (`hold.adjusted`, overrides the approval's
 //!   amount, merged by max), reversals (`hold.released`, the remaining amount merged by min:
 //!   remove wins, and a release that arrives first simply waits for its hold), the decline
-//!   (`authorization.declined`);
+//!   (`authorization.declined`); its content fingerprint is the approvals' max if any, else the
+//!   declines' max;
 //! * postings (`cleared_holds`) are a set of cleared-hold markers (remove wins, in any order);
 //! * the hold watermark is the quorum-th largest vote of the authorizers' events applied
 //!   (`watermark.rs`: a function of the set).
@@ -208,7 +212,7 @@ impl State {
         }
         let offset = self.card_id_arena.len() as u32;
         self.card_id_arena.extend_from_slice(card_id.as_bytes());
-        Ok(ArenaText { offset, len })
+        Ok(ArenaText::new(offset, len))
     }
 
     fn apply_account(&mut self, e: &AccountUpserted<'_>) -> Result<Applied, EventError> {
@@ -288,7 +292,13 @@ impl State {
             }
             _ => self.store_card_id(&e.card_id)?,
         };
-        let card = Card {
+        // The highest ATC is the authorizers', not the cloud's: a new version keeps it, and a
+        // new card takes the one its events gave before it arrived.
+        let atc = match self.cards.get(&e.pan_hash) {
+            Some(existing) => existing.atc(),
+            None => self.pending_atcs.remove(&e.pan_hash),
+        };
+        let mut card = Card {
             account,
             card_id,
             status: e.status,
@@ -297,7 +307,10 @@ impl State {
             expiry: e.expiry,
             last4: e.pan_last4,
             version: e.version,
+            atc: 0,
+            atc_seen: false,
         };
+        card.raise_atc(atc);
         self.cards.insert(e.pan_hash, card);
         Ok(Applied::Changed)
     }
@@ -408,6 +421,7 @@ impl State {
         let transmitted_at = e.trace.transmitted_at;
         let retain_until = UnixSeconds(transmitted_at.0 + HOLD_RETENTION_S);
         if retain_until <= self.watermark {
+            changed |= self.raise_card_atc(e);
             return Ok(if changed {
                 Applied::Changed
             } else {
@@ -418,6 +432,7 @@ impl State {
             Some(index) => index,
             None => self.intern_account(&e.account_id)?,
         };
+        changed |= self.raise_card_atc(e);
         let cleared = self.cleared.contains_key(&e.hold_id);
         let before = self.holds.get(&e.hold_id).copied();
         let mut hold = before.unwrap_or(Hold {
@@ -430,6 +445,7 @@ impl State {
             remaining_cap: AmountMinor::new(AMOUNT_MINOR_MAX).expect("the max is in range"),
             expires_at: UnixSeconds(0),
             transmitted_at,
+            fingerprint: 0,
         });
         if hold.account != account {
             // Parts disagree on the account (a card moved between the decisions): every replica
@@ -450,6 +466,14 @@ impl State {
         }
         match e.kind {
             AuthorizationKind::HoldPlaced => {
+                // The approval's fingerprint replaces a decline's (the approval is the answer a
+                // repeat gets); approvals merge by max.
+                let fingerprint = e.content_fingerprint.unwrap_or(0);
+                hold.fingerprint = if hold.has(parts::AUTH) {
+                    hold.fingerprint.max(fingerprint)
+                } else {
+                    fingerprint
+                };
                 hold.parts |= parts::AUTH;
                 hold.auth_amount = hold.auth_amount.max(e.amount_minor);
                 hold.expires_at = hold.expires_at.max(e.expires_at.unwrap_or(UnixSeconds(0)));
@@ -470,6 +494,14 @@ impl State {
                 hold.remaining_cap = hold.remaining_cap.min(remaining);
             }
             AuthorizationKind::Declined => {
+                let fingerprint = e.content_fingerprint.unwrap_or(0);
+                if !hold.has(parts::AUTH) {
+                    hold.fingerprint = if hold.has(parts::DECLINE) {
+                        hold.fingerprint.max(fingerprint)
+                    } else {
+                        fingerprint
+                    };
+                }
                 if hold.has(parts::DECLINE) {
                     hold.decline_code = hold.decline_code.max(e.response_code);
                 } else {
@@ -502,6 +534,29 @@ impl State {
         self.accounts[hold.account.0 as usize].held.add(&hold);
         self.refresh_held(hold.account);
         Ok(Applied::Changed)
+    }
+
+    /// Raises the highest ATC of the event's card to the event's (a max: any order gives the
+    /// same card); returns whether it changed. Not subject to the hold's retention: the counter
+    /// outlives the holds of its card.
+    fn raise_card_atc(&mut self, e: &AuthorizationEvent<'_>) -> bool {
+        let Some(card_atc) = e.card_atc else {
+            return false;
+        };
+        match self.cards.get_mut(&card_atc.pan_hash) {
+            Some(card) => card.raise_atc(Some(card_atc.atc)),
+            None => match self.pending_atcs.get_mut(&card_atc.pan_hash) {
+                Some(pending) if *pending >= card_atc.atc => false,
+                Some(pending) => {
+                    *pending = card_atc.atc;
+                    true
+                }
+                None => {
+                    self.pending_atcs.insert(card_atc.pan_hash, card_atc.atc);
+                    true
+                }
+            },
+        }
     }
 
     fn unlink_hold(&mut self, account: AccountIndex, hold_id: HoldId) {

@@ -3,7 +3,8 @@
 //!
 //! A hold record is keyed by its [`HoldId`] and merges parts, each by a join (see `apply.rs`):
 //! the approval (amount by max), the advice (overrides the approval's amount, by max), reversals
-//! (the remaining amount by min), the decline. Its retention (`transmitted_at +
+//! (the remaining amount by min), the decline; the content fingerprint a repeat must match (the
+//! approvals' max, else the declines'). Its retention (`transmitted_at +
 //! HOLD_RETENTION_S`) is the same for every part.
 //!
 //! Must never: list a hold under another account than its record's, lose or repeat a hold id in
@@ -152,7 +153,7 @@ pub mod parts {
     pub const ALL: u8 = AUTH | ADVICE | RELEASE | DECLINE;
 }
 
-/// A hold record: 48 bytes plus its 16-byte id.
+/// A hold record: 56 bytes plus its 16-byte id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hold {
     pub(crate) account: AccountIndex,
@@ -168,7 +169,14 @@ pub struct Hold {
     pub(crate) expires_at: UnixSeconds,
     /// DE 7 of the request with its year; fixes the retention.
     pub(crate) transmitted_at: UnixSeconds,
+    /// The content fingerprint of the authorization the record answers
+    /// (`decide::content_fingerprint`: DE 3, DE 4, DE 49, DE 6, DE 51), that a repeat must
+    /// match: the approval's when there is one, else the decline's (each merged by max, so
+    /// the record is a function of its parts); 0 when no event said (never a fingerprint).
+    pub(crate) fingerprint: u64,
 }
+
+const _: () = assert!(std::mem::size_of::<Hold>() == 56);
 
 impl Hold {
     pub fn account(&self) -> AccountIndex {
@@ -190,6 +198,10 @@ impl Hold {
     /// ([`AMOUNT_MINOR_MAX`](crate::types::AMOUNT_MINOR_MAX) when none).
     pub fn remaining_cap(&self) -> AmountMinor {
         self.remaining_cap
+    }
+    /// The content fingerprint a repeat must match (`None` when no event carried one).
+    pub fn fingerprint(&self) -> Option<u64> {
+        (self.fingerprint != 0).then_some(self.fingerprint)
     }
     /// The approved amount (zero without an approval part).
     pub fn auth_amount(&self) -> AmountMinor {

@@ -84,5 +84,11 @@ impl State {
             assert!((card.account.0 as usize) < self.accounts.len());
             assert!(usize::from(card.key_set) < self.key_sets.len());
         }
+        for pan_hash in self.pending_atcs.keys() {
+            assert!(
+                self.cards.get(pan_hash).is_none(),
+                "a pending ATC names an unknown card only"
+            );
+        }
     }
 }

@@ -3,9 +3,9 @@
 //! # Convergence (why two replicas that applied the same events agree)
 //!
 //! Every piece of state is a join of the events that touched it (last writer wins by `version`
-//! for accounts and cards, merged parts for holds, a remove-wins set for cleared holds, the
-//! largest votes for the watermark), so the order of application does not matter. The rules are in `apply.rs`,
-//! the hold parts in `hold.rs`.
+//! for accounts and cards, the max for a card's highest ATC, merged parts for holds, a
+//! remove-wins set for cleared holds, the largest votes for the watermark), so the order of
+//! application does not matter. The rules are in `apply.rs`, the hold parts in `hold.rs`.
 //!
 //! # Time and cleanup
 //!
@@ -120,6 +120,8 @@ pub struct Counts {
     pub holds: u64,
     /// Cleared-hold markers (tombstones from postings).
     pub cleared_markers: u64,
+    /// Highest ATCs of cards not upserted yet (see [`State::pending_atc`]).
+    pub pending_atcs: u64,
     /// Distinct key-set names seen (replica-local: names no card uses any more stay interned).
     pub key_sets: u64,
     /// Event ids currently in the dedup window (not part of the state).
@@ -154,6 +156,11 @@ pub struct State {
     pub(crate) hold_lists: HoldLists,
     hold_retirement: BinaryHeap<Reverse<(UnixSeconds, HoldId)>>,
     pub(crate) cleared: HashMap<HoldId, Cleared, PanHashBuildHasher>,
+    /// The highest ATC of cards the state does not know yet (an authorization event applied
+    /// before its card's `card.upserted`): moved into the card when it arrives, so that the
+    /// order of the two topics does not matter. Only cards some replica knew when it decided
+    /// are named here, so the map empties as the cloud's topic catches up.
+    pub(crate) pending_atcs: HashMap<PanHash, u16, PanHashBuildHasher>,
     cleared_retirement: BinaryHeap<Reverse<(UnixSeconds, HoldId)>>,
     /// The [`WATERMARK_QUORUM`]-th largest vote of the applied authorizer events (`watermark.rs`);
     /// records retained until at or before it go.
@@ -180,6 +187,7 @@ impl State {
             hold_lists: HoldLists::default(),
             hold_retirement: BinaryHeap::new(),
             cleared: HashMap::default(),
+            pending_atcs: HashMap::default(),
             cleared_retirement: BinaryHeap::new(),
             watermark: UnixSeconds(0),
             watermark_votes: WatermarkVotes::default(),
@@ -291,6 +299,12 @@ impl State {
         }
     }
 
+    /// The highest ATC the authorizers' events gave for a card this state does not know yet
+    /// (it becomes the card's when its `card.upserted` arrives).
+    pub fn pending_atc(&self, pan_hash: &PanHash) -> Option<u16> {
+        self.pending_atcs.get(pan_hash).copied()
+    }
+
     pub fn is_cleared(&self, hold_id: &HoldId) -> bool {
         self.cleared.contains_key(hold_id)
     }
@@ -334,6 +348,7 @@ impl State {
             cards: self.cards.len() as u64,
             holds: self.holds.len() as u64,
             cleared_markers: self.cleared.len() as u64,
+            pending_atcs: self.pending_atcs.len() as u64,
             key_sets: self.key_sets.len() as u64,
             dedup_window: self.dedup.len() as u64,
         }
@@ -344,7 +359,7 @@ impl State {
     }
 
     fn arena_bytes(&self, text: ArenaText) -> &[u8] {
-        let start = text.offset as usize;
+        let start = text.offset() as usize;
         &self.card_id_arena[start..start + usize::from(text.len)]
     }
 

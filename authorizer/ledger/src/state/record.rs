@@ -16,7 +16,11 @@ use crate::types::{HoldId, PanHash};
 use super::{Account, Card, Cleared, Hold, State, WatermarkVotes};
 
 /// The order-independent hash of the whole state (32 bytes, hex in `Display`; see `LaneSum`
-/// for how it is computed: version `authorizer.state-hash.v2`).
+/// for how it is computed: version `authorizer.state-hash.v4`).
+///
+/// Version 4 (snapshot format 4): the card record ends with the card's highest ATC (a flag
+/// byte, then u16), the hold record with its content fingerprint (u64), and the pending ATCs
+/// of cards not upserted yet are records of their own (`T`). Version 3 had neither.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StateHash(pub [u8; 32]);
 
@@ -35,8 +39,9 @@ impl fmt::Debug for StateHash {
 impl State {
     /// The hash of the whole state, independent of map order and of the order events were
     /// applied in: the wrapping sum of one 128-bit XXH3 digest per record (accounts except
-    /// placeholders, cards, hold records, cleared markers), then SHA-256 over that sum, the
-    /// number of records and the watermark (version 2; version 1 summed a SHA-256 per record).
+    /// placeholders, cards, hold records, cleared markers, pending ATCs), then SHA-256 over that
+    /// sum, the number of records and the watermark votes (version 4; version 1 summed a
+    /// SHA-256 per record).
     /// Records name accounts and key sets by their ids, never by local indices.
     pub fn state_hash(&self) -> StateHash {
         let mut sum = LaneSum::default();
@@ -161,7 +166,8 @@ impl State {
         self.each_cleared_record(&mut buffer, &mut f)
     }
 
-    /// The cleared-marker records, last in both the hash order and the snapshot order.
+    /// The cleared-marker records then the pending ATCs, last in both the hash order and the
+    /// snapshot order.
     fn each_cleared_record<E>(
         &self,
         buffer: &mut Vec<u8>,
@@ -170,6 +176,11 @@ impl State {
         for (hold_id, marker) in &self.cleared {
             buffer.clear();
             self.cleared_record(hold_id, marker, buffer);
+            f(buffer)?;
+        }
+        for (pan_hash, atc) in &self.pending_atcs {
+            buffer.clear();
+            pending_atc_record(pan_hash, *atc, buffer);
             f(buffer)?;
         }
         Ok(())
@@ -196,6 +207,8 @@ impl State {
         b.push(card.status as u8);
         put_text(b, self.key_sets[usize::from(card.key_set)].as_bytes());
         b.extend_from_slice(&card.last4);
+        b.push(u8::from(card.atc_seen));
+        b.extend_from_slice(&card.atc.to_be_bytes());
     }
 
     pub(super) fn hold_record(&self, hold_id: &HoldId, hold: &Hold, b: &mut Vec<u8>) {
@@ -210,6 +223,7 @@ impl State {
         b.extend_from_slice(&hold.remaining_cap.minor().to_be_bytes());
         b.extend_from_slice(&hold.expires_at.0.to_be_bytes());
         b.extend_from_slice(&hold.transmitted_at.0.to_be_bytes());
+        b.extend_from_slice(&hold.fingerprint.to_be_bytes());
     }
 
     pub(super) fn cleared_record(&self, hold_id: &HoldId, marker: &Cleared, b: &mut Vec<u8>) {
@@ -218,6 +232,13 @@ impl State {
         put_text(b, self.accounts[marker.account.0 as usize].id.as_bytes());
         b.extend_from_slice(&marker.retain_until.0.to_be_bytes());
     }
+}
+
+/// The record of the highest ATC of a card the state does not know yet: `T`, PAN hash, ATC.
+pub(super) fn pending_atc_record(pan_hash: &PanHash, atc: u16, b: &mut Vec<u8>) {
+    b.push(b'T');
+    b.extend_from_slice(&pan_hash.0);
+    b.extend_from_slice(&atc.to_be_bytes());
 }
 
 /// Bytes between the tag and the account id in the canonical record of a kind that snapshots
@@ -268,7 +289,7 @@ fn put_text(b: &mut Vec<u8>, text: &[u8]) {
     b.extend_from_slice(text);
 }
 
-/// The order-independent sum behind [`StateHash`] (version 2): the wrapping (mod 2^128) sum of
+/// The order-independent sum behind [`StateHash`] (version 4): the wrapping (mod 2^128) sum of
 /// one 128-bit XXH3 digest per record, and the number of records; [`LaneSum::finish`] hashes
 /// both with the watermark through SHA-256.
 ///
@@ -286,7 +307,7 @@ pub(crate) struct LaneSum {
 impl LaneSum {
     pub(crate) fn finish(&self, votes: &WatermarkVotes) -> StateHash {
         let mut sha = Sha256::new();
-        sha.update(b"authorizer.state-hash.v3\0");
+        sha.update(b"authorizer.state-hash.v4\0");
         sha.update(self.sum.to_be_bytes());
         sha.update(self.records.to_be_bytes());
         sha.update(votes.watermark().0.to_be_bytes());

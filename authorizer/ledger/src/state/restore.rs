@@ -40,6 +40,8 @@ pub(crate) struct Restore {
     /// The key set of the last card restored.
     last_key_set: Option<u16>,
     holds: Vec<(u64, HoldId, Hold)>,
+    /// The pending ATC records restored: their record numbers and cards.
+    pending_atc_records: Vec<(u64, PanHash)>,
 }
 
 /// A restored card not yet in the cards table: its record number (for errors), key and value.
@@ -105,15 +107,26 @@ impl RestoreCards {
         self.error
     }
 
-    /// Moves the cards into `state` (restored by the [`Restore`] that decoded them).
-    pub(crate) fn finish(mut self, state: &mut State) -> Result<(), RestoreError> {
+    /// Moves the cards into `state` (restored by the [`Restore`] that decoded them), whose
+    /// pending ATCs (`pending_atcs`: their records and cards) must name none of them.
+    pub(crate) fn finish(
+        mut self,
+        state: &mut State,
+        pending_atcs: &[(u64, PanHash)],
+    ) -> Result<(), RestoreError> {
         self.flush();
         if let Some(error) = self.error {
             return Err(error);
         }
         assert_eq!(state.cards.len(), 0, "the cards are restored here only");
         std::mem::swap(&mut state.cards, &mut self.shell.cards);
-        Ok(())
+        match pending_atcs
+            .iter()
+            .find(|(_, pan_hash)| state.cards.get(pan_hash).is_some())
+        {
+            Some((record, _)) => Err((*record, "pending ATC of a card the snapshot has")),
+            None => Ok(()),
+        }
     }
 }
 
@@ -233,6 +246,7 @@ impl Restore {
             cards: Vec::new(),
             last_key_set: None,
             holds: Vec::with_capacity(Self::PENDING_MAX),
+            pending_atc_records: Vec::new(),
         }
     }
 
@@ -312,6 +326,8 @@ impl Restore {
             expiry: card.expiry,
             last4: card.last4,
             version: card.version,
+            atc: card.atc.unwrap_or(0),
+            atc_seen: card.atc.is_some(),
         };
         check.scratch.clear();
         state.card_record(&card.pan_hash, &stored, check.scratch);
@@ -365,6 +381,29 @@ impl Restore {
         check.scratch.clear();
         state.cleared_record(&hold_id, &marker, check.scratch);
         check.verify()
+    }
+
+    /// The highest ATC of a card the snapshot does not have (checked by
+    /// [`RestoreCards::finish`], which has the cards).
+    pub(crate) fn pending_atc(
+        &mut self,
+        record: u64,
+        pan_hash: PanHash,
+        atc: u16,
+        check: &mut RecordCheck<'_>,
+    ) -> Result<(), &'static str> {
+        if self.state.pending_atcs.insert(pan_hash, atc).is_some() {
+            return Err("duplicate pending ATC");
+        }
+        self.pending_atc_records.push((record, pan_hash));
+        check.scratch.clear();
+        super::record::pending_atc_record(&pan_hash, atc, check.scratch);
+        check.verify()
+    }
+
+    /// The pending ATCs restored (record number, card), for [`RestoreCards::finish`].
+    pub(crate) fn take_pending_atcs(&mut self) -> Vec<(u64, PanHash)> {
+        std::mem::take(&mut self.pending_atc_records)
     }
 
     /// Flushes when enough inserts are pending; call after each record.
@@ -529,4 +568,5 @@ pub(crate) struct RestoredCard<'a> {
     pub status: CardStatus,
     pub key_set: &'a str,
     pub last4: [u8; 4],
+    pub atc: Option<u16>,
 }
