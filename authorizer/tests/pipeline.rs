@@ -302,16 +302,26 @@ async fn rule_6_many_requests_in_flight_are_each_answered_their_own_answer() {
         };
         tasks.push(tokio::spawn(async move { (stan, p.handle(request).await) }));
     }
+    // Requests in flight reach the ledger in any order: a chip request overtaken by one with a
+    // higher ATC of the same card is an ATC replay (05), decided and published like any decline.
     let mut approvals = BTreeMap::new();
     for t in tasks {
         let (stan, answer) = t.await.unwrap();
         let answer = decode(answer.as_ref().unwrap());
         assert_eq!(answer.stan(), Some(stan));
-        assert_eq!(answer.text(39), Some("00"));
+        let code = answer.text(39).unwrap();
+        if stan % 3 == 0 && code == "05" {
+            continue;
+        }
+        assert_eq!(code, "00", "stan {stan}");
         approvals.insert(stan, answer.text(38).unwrap().to_owned());
     }
-    assert_eq!(approvals.len(), 300);
-    assert_eq!(holds(&p).await, (300, i128::from(LIMIT - 300 * 100)));
+    let approved = approvals.len() as i64;
+    assert!(
+        approved >= 201,
+        "every magstripe request and at least one chip request approved"
+    );
+    assert_eq!(holds(&p).await, (300, i128::from(LIMIT - approved * 100)));
     assert_eq!(log.published.lock().unwrap().len(), 300);
 }
 
@@ -504,14 +514,20 @@ async fn rule_1_an_arpc_never_waits_for_a_worker_held_by_a_verification_waiting_
             tokio::spawn(async move { p.handle(chip_authorization(stan, 100)).await })
         })
         .collect();
+    // The two may reach the ledger in either order: the later ATC first makes the other an ATC
+    // replay (05). Approved or declined, a verified ARQC gets its tag 91.
+    let mut approved = 0;
     for t in tasks {
         let answer = t.await.unwrap();
-        assert_eq!(code(&answer), "00");
+        let code = code(&answer);
+        assert!(code == "00" || code == "05", "{code}");
+        approved += usize::from(code == "00");
         assert!(
             decode(answer.as_ref().unwrap()).field(55).is_some(),
             "tag 91"
         );
     }
+    assert!(approved >= 1);
     let c = p.counters().counts.snapshot();
     assert_eq!((c.arpc_failed, c.hsm_verified), (0, 2));
 }

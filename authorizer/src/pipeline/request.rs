@@ -41,6 +41,7 @@ impl OwnedRequest {
                 replacement: r.replacement,
                 retrieval_reference: None,
                 chip: r.chip,
+                processing_code: r.processing_code,
             },
             masked,
             retrieval_reference: r.retrieval_reference.map(Box::from),

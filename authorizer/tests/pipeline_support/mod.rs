@@ -71,8 +71,9 @@ pub fn config() -> PipelineConfig {
     c
 }
 
-/// DE 55 with every tag the ARQC check needs, consistent with the request.
-pub fn chip(amount: u64) -> Vec<u8> {
+/// DE 55 with every tag the ARQC check needs, consistent with the request; `atc` is the card's
+/// application transaction counter (9F36), which must rise from one chip request to the next.
+pub fn chip(amount: u64, atc: u16) -> Vec<u8> {
     let mut w = tlv::Writer::new();
     let bcd = |digits: &str| -> Vec<u8> {
         digits
@@ -91,7 +92,7 @@ pub fn chip(amount: u64) -> Vec<u8> {
     w.put(0x9C, &[0]);
     w.put(0x9F37, &[1, 2, 3, 4]);
     w.put(0x82, &[0x39, 0x00]);
-    w.put(0x9F36, &[0x00, 0x01]);
+    w.put(0x9F36, &atc.to_be_bytes());
     w.put(
         0x9F10,
         &[
@@ -124,9 +125,10 @@ pub fn authorization(stan: u32, amount: u64) -> Message {
     message(&builder(100, stan, amount))
 }
 
+/// A chip authorization whose ATC is its STAN (so that requests sent in STAN order rise).
 pub fn chip_authorization(stan: u32, amount: u64) -> Message {
     let mut b = builder(100, stan, amount);
-    b.set(55, chip(amount));
+    b.set(55, chip(amount, stan as u16));
     message(&b)
 }
 
