@@ -96,6 +96,7 @@ fn apply_json(events_total: u64) {
             5 | 6 => {
                 let ledger::Event::Authorization(mut e) = support::hold_event(i - 5, (i - 5) % ACCOUNTS) else { unreachable!() };
                 e.kind = ledger::AuthorizationKind::HoldReleased;
+                e.content_fingerprint = None;
                 e.event_id = format!("r-{i}").into();
                 e.remaining_minor = Some(ledger::AmountMinor::ZERO);
                 e.expires_at = None;
