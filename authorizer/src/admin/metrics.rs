@@ -111,11 +111,7 @@ impl Metrics {
         let dead_letters = Counter::default();
         let state_records = Family::<KindLabels, Gauge>::default();
         // Counters are registered without `_total`: the encoder adds it to their samples.
-        registry.register(
-            "authorizer_requests",
-            "Requests answered",
-            requests.clone(),
-        );
+        registry.register("authorizer_requests", "Requests answered", requests.clone());
         registry.register_with_unit(
             "authorizer_request_duration",
             "Time per request, per stage",
