@@ -304,3 +304,31 @@ async fn the_server_returns_once_told_to_stop() {
     server.task.await.unwrap().unwrap();
     assert!(TcpStream::connect(server.address).await.is_err());
 }
+
+#[tokio::test]
+async fn another_method_on_a_known_path_is_405() {
+    let server = start().await;
+    let mut stream = TcpStream::connect(server.address).await.unwrap();
+    stream
+        .write_all(b"POST /health/ready HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 405 "),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[tokio::test]
+async fn a_pan_typed_as_an_account_id_is_not_echoed() {
+    let server = start().await;
+    let (status, head, body) = get(&server, "/accounts/4111111111111111").await;
+    assert_eq!(status, 404);
+    assert!(
+        !head.contains("4111") && !body.contains("4111"),
+        "{head}\n{body}"
+    );
+}
