@@ -9,11 +9,14 @@
 //! * [`config`]: the daemon's configuration file, its secrets and their checks.
 //! * [`pipeline`]: one request from decoded message to answer: validation, the HSM, the ledger
 //!   thread (the one writer of the state), the log, the answer.
+//! * [`admin`]: the admin HTTP server (health, `/state`, `/accounts/…`, `/metrics`) and the
+//!   metrics registry.
 //!
 //! Must never: decide money outside [`ledger`] (this crate moves bytes and events to and from it).
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod kafka;
 pub mod link;
