@@ -90,7 +90,8 @@ impl KafkaArgs {
     fn config(&self) -> Result<KafkaConfig, String> {
         let mut c = KafkaConfig::new(&self.brokers);
         if let Some(path) = &self.kafka_properties_file {
-            c.extra = kafka::properties::read_properties_file(path)?;
+            c.extra = kafka::properties::read_properties_file(path)
+                .map_err(|e| format!("--kafka-properties-file {e}"))?;
         }
         for p in &self.kafka_properties {
             c.extra.push(kafka::properties::parse_argv_property(p)?);

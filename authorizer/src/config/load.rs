@@ -313,8 +313,7 @@ fn kafka(
     let mut props = Vec::new();
     let properties_file = s.string(e, "properties_file").map(|v| loc.resolve(&v));
     if let Some(path) = &properties_file {
-        let read = secret::open_private(path).and_then(|_| properties::read_properties_file(path));
-        match read {
+        match properties::read_properties_file(path) {
             Ok(entries) => props.extend(entries),
             Err(p) => e.push(s.key("properties_file"), p),
         }

@@ -7,7 +7,6 @@
 //! read it.
 
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Name fragments that make a property a secret.
@@ -45,21 +44,13 @@ pub fn parse_argv_property(arg: &str) -> Result<(String, String), String> {
 }
 
 /// Reads a properties file: `NAME=VALUE` lines; blank lines and lines starting with `#` are
-/// skipped. Refused when group or others may read it (`mode & 0o077 != 0`). Errors name the path
-/// and the line number, never a value.
+/// skipped. Opened through [`open_private`](crate::config::secret::open_private): refused when
+/// group or others may read it (`mode & 0o077 != 0`) or when it is not a regular file. Errors
+/// name the path and the line number, never a value.
 pub fn read_properties_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     let cannot =
         |e: std::io::Error| format!("cannot read kafka properties file {}: {e}", path.display());
-    let mut file = std::fs::File::open(path).map_err(cannot)?;
-    let mode = file.metadata().map_err(cannot)?.mode();
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "kafka properties file {} is readable by group or others (mode {:03o}); it holds secrets: run `chmod 600 {}`",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        ));
-    }
+    let mut file = crate::config::secret::open_private(path)?;
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(cannot)?;
     let mut out = Vec::new();
