@@ -2,77 +2,12 @@
 //! verified ARQC's ATC (9F36) must be above the highest one the state has seen for the card: on
 //! one replica, across replicas whatever the order of the events, and through a snapshot.
 
-use ledger::decide::{ChipData, Cryptogram, DecideConfig, Decision, Facts, MessageClass, Request};
+use ledger::decide::{ChipData, Cryptogram, DecideConfig, Decision, Facts, Request};
 use ledger::snapshot::{self, ResumeOffsets};
-use ledger::time::parse_rfc3339_utc;
-use ledger::{
-    AmountMinor, AuthorizationKind, Currency, InstitutionId, LedgerConfig, PanHash, Source, Stan,
-    State, TransmissionStamp, UnixSeconds,
-};
+use ledger::{AuthorizationKind, Currency, LedgerConfig, PanHash, Source, State};
 
-const PAN_HASH: &str = "5f0e1c2b3a49586776859a0b1c2d3e4f5f0e1c2b3a49586776859a0b1c2d3e4f";
-
-fn now() -> UnixSeconds {
-    parse_rfc3339_utc("2026-11-22T10:15:05Z").unwrap()
-}
-
-fn config() -> DecideConfig {
-    DecideConfig::new("auth-a")
-}
-
-fn account_json(version: u64, limit: i64) -> Vec<u8> {
-    format!(
-        r#"{{"schema":1,"type":"account.upserted","event_id":"acc-v{version}","at":"2026-11-22T10:00:00Z","account_id":"acc-1","version":{version},"status":"open","currency":"986","credit_limit":{limit},"posted_balance":0}}"#
-    )
-    .into_bytes()
-}
-
-fn card_json(version: u64) -> Vec<u8> {
-    format!(
-        r#"{{"schema":1,"type":"card.upserted","event_id":"card-v{version}","at":"2026-11-22T10:00:00Z","account_id":"acc-1","card_id":"card-1","version":{version},"pan_hash":"{PAN_HASH}","pan_last4":"0010","expiry":"2811","psn":"01","status":"active","key_set":"mc-cvn17-1"}}"#
-    )
-    .into_bytes()
-}
-
-fn ready_state(limit: i64) -> State {
-    let mut state = State::new(LedgerConfig::default());
-    state
-        .apply_json(Source::AccountUpdates, &account_json(1, limit))
-        .unwrap();
-    state
-        .apply_json(Source::AccountUpdates, &card_json(1))
-        .unwrap();
-    state
-}
-
-fn amount(value: i64) -> AmountMinor {
-    AmountMinor::new(value).unwrap()
-}
-
-fn authorization(stan: u32, amount_minor: i64) -> Request<'static> {
-    Request {
-        class: MessageClass::Authorization,
-        mti: *b"0100",
-        pan_hash: PanHash::parse_hex(PAN_HASH).unwrap(),
-        pan_masked: "541333******0010",
-        transmission: TransmissionStamp(1_122_101_500),
-        stan: Stan(stan),
-        processing_code: Some(*b"000000"),
-        acquirer: InstitutionId(12345),
-        forwarder: InstitutionId(0),
-        amount_transaction: amount(amount_minor),
-        currency_transaction: Currency::new(986).unwrap(),
-        amount_billing: None,
-        currency_billing: None,
-        card_expiry: None,
-        merchant_category: Some(5812),
-        network_response_code: None,
-        original: None,
-        replacement: None,
-        retrieval_reference: None,
-        chip: None,
-    }
-}
+mod decide_support;
+use decide_support::*;
 
 fn chip(stan: u32, atc: u16) -> Request<'static> {
     Request {
@@ -272,16 +207,18 @@ fn replicas_applying_chip_events_in_other_orders_agree_on_the_atc_and_the_hash()
     for json in events.iter().rev() {
         b.apply_json(Source::Authorizations, json).unwrap();
     }
-    b.apply_json(Source::AccountUpdates, &account_json(1, 100_000))
+    b.apply_json(Source::AccountUpdates, &account_json(1, "open", 100_000))
         .unwrap();
-    b.apply_json(Source::AccountUpdates, &card_json(1)).unwrap();
+    b.apply_json(Source::AccountUpdates, &card_json(1, "active", "2811"))
+        .unwrap();
     for state in [&a, &b] {
         assert_eq!(state.card(&pan_hash).unwrap().atc(), Some(9));
         assert_eq!(state.state_hash(), decider.state_hash());
         state.assert_invariants();
     }
     // A new version of the card from the cloud keeps the highest ATC.
-    a.apply_json(Source::AccountUpdates, &card_json(2)).unwrap();
+    a.apply_json(Source::AccountUpdates, &card_json(2, "active", "2811"))
+        .unwrap();
     assert_eq!(a.card(&pan_hash).unwrap().atc(), Some(9));
     assert_eq!(code(&run(&mut a, &chip(4, 9), &VERIFIED).0), "05");
     assert_eq!(code(&run(&mut a, &chip(5, 10), &VERIFIED).0), "00");
@@ -412,10 +349,10 @@ fn a_pending_atc_survives_a_snapshot_and_joins_its_card() {
     assert_eq!(restored.state_hash(), early.state_hash());
     assert_eq!(restored.pending_atc(&pan_hash), Some(41));
     restored
-        .apply_json(Source::AccountUpdates, &account_json(1, 100_000))
+        .apply_json(Source::AccountUpdates, &account_json(1, "open", 100_000))
         .unwrap();
     restored
-        .apply_json(Source::AccountUpdates, &card_json(1))
+        .apply_json(Source::AccountUpdates, &card_json(1, "active", "2811"))
         .unwrap();
     assert_eq!(restored.card(&pan_hash).unwrap().atc(), Some(41));
     assert_eq!(restored.pending_atc(&pan_hash), None);
