@@ -11,6 +11,8 @@
 //!   thread (the one writer of the state), the log, the answer.
 //! * [`admin`]: the admin HTTP server (health, `/state`, `/accounts/…`, `/metrics`) and the
 //!   metrics registry.
+//! * [`daemon`]: `authorizer run`: the start sequence, systemd notifications, the log's feed,
+//!   the rebuild of a diverged replica, and the graceful stop.
 //!
 //! Must never: decide money outside [`ledger`] (this crate moves bytes and events to and from it).
 
@@ -18,6 +20,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod daemon;
 pub mod kafka;
 pub mod link;
 pub mod pipeline;

@@ -1,5 +1,8 @@
-//! The `authorizer` binary: the daemon (later: `run`) and its operator tools.
+//! The `authorizer` binary: the daemon and its operator tools.
 //!
+//! * `authorizer run --config FILE`: the daemon in the foreground (`authorizer::daemon`): exit 0
+//!   after a clean stop (SIGTERM/SIGINT), 2 on a configuration error (one line per problem, each
+//!   naming its key), 1 on any other failure to start (one line naming the thing and what to do).
 //! * `authorizer replay`: builds the state from the Kafka log (from the beginning, or from given
 //!   offsets) up to the high watermarks seen at start, and prints the record counts, the offsets,
 //!   the state's counts and its hash. Compare the hash between replicas; time it to measure
@@ -46,12 +49,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon in the foreground until SIGTERM or SIGINT.
+    Run(RunArgs),
     /// Build the state from the log and print counts, offsets and the state hash.
     Replay(ReplayArgs),
     /// Publish authorizer events (one JSON object per stdin line) with the spool behind them.
     Publish(PublishArgs),
     /// Check a configuration file and its secrets (no service is reached); one summary line.
     CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The configuration file (TOML).
+    #[arg(long)]
+    config: PathBuf,
 }
 
 #[derive(Args)]
@@ -142,6 +154,11 @@ struct PublishArgs {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Run(args) = &cli.command {
+        return run(args);
+    }
+    // The tools log warnings and errors only, as text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -149,14 +166,37 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(_) => unreachable!("handled above"),
         Command::Replay(args) => replay(args),
         Command::Publish(args) => publish(args),
         Command::CheckConfig(args) => Ok(check_config(&args)),
     };
     match result {
         Ok(code) => code,
+        Err(message) => {
+            eprintln!("authorizer: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The daemon: exit 2 on a configuration problem (one line each, as `check-config`), 1 on any
+/// other failure to start, 0 after a clean stop.
+fn run(args: &RunArgs) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            let mut err = std::io::stderr().lock();
+            for p in &errors.problems {
+                let _ = writeln!(err, "authorizer: {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    authorizer::daemon::logging::init(config.log_format);
+    match authorizer::daemon::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("authorizer: {message}");
             ExitCode::from(1)

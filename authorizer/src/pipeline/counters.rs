@@ -1,15 +1,19 @@
 //! The pipeline's counters: requests by MTI and DE 39, why requests were answered unavailable or
 //! not at all, where events went, and stage durations (`total`, `hsm`, `ledger`, `kafka_ack`)
-//! as histograms in microseconds. Read by the metrics exporter (later) and by tests.
+//! as histograms in microseconds. Read by tests, benches and the demo; when the pipeline is given
+//! the daemon's [`Metrics`] registry, every answer, stage duration and HSM failure is recorded
+//! there too at the same point (one place records, two views read).
 //!
 //! Must never: hold anything of a request but its MTI and response code.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use crate::admin::Metrics;
 
 /// A stage of the request path whose duration is recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,26 +97,51 @@ pub struct Counters {
     pub counts: Counts,
     by_code: Mutex<ByCode>,
     stages: [Mutex<Histogram<u64>>; 4],
+    /// The daemon's registry, recorded into as well.
+    export: Option<Arc<Metrics>>,
 }
 
 impl Default for Counters {
     fn default() -> Self {
+        Counters::exporting(None)
+    }
+}
+
+impl Counters {
+    /// Counters that also record into `export` (the daemon's `/metrics`).
+    pub fn exporting(export: Option<Arc<Metrics>>) -> Self {
         let h =
             || Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 2).expect("bounds are valid"));
         Counters {
             counts: Counts::default(),
             by_code: Mutex::new(BTreeMap::new()),
             stages: [h(), h(), h(), h()],
+            export,
         }
     }
-}
 
-impl Counters {
+    /// An HSM failure of `kind` (`timeout`, `error`), for `authorizer_hsm_errors_total`.
+    pub(crate) fn hsm_error(&self, kind: &str) {
+        if let Some(m) = &self.export {
+            m.hsm_errors
+                .get_or_create(&crate::admin::metrics::KindLabels {
+                    kind: kind.to_owned(),
+                })
+                .inc();
+        }
+    }
+
     pub(crate) fn add(&self, counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn answered(&self, mti: [u8; 4], code: [u8; 2]) {
+        if let Some(m) = &self.export {
+            m.request_answered(
+                &String::from_utf8_lossy(&mti),
+                &String::from_utf8_lossy(&code),
+            );
+        }
         *self
             .by_code
             .lock()
@@ -122,6 +151,9 @@ impl Counters {
     }
 
     pub(crate) fn stage(&self, stage: Stage, took: Duration) {
+        if let Some(m) = &self.export {
+            m.observe_duration(stage.name(), took.as_secs_f64());
+        }
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         self.stages[stage as usize]
             .lock()

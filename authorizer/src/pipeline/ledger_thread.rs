@@ -68,8 +68,9 @@ pub struct DecideJob {
     pub reply: oneshot::Sender<Decided>,
 }
 
-/// Read access to the state on its thread.
-pub type Inspect = Box<dyn FnOnce(&State) + Send>;
+/// Read access to the state on its thread, with the applier of the log (its next offsets) when
+/// the pipeline has one.
+pub type Inspect = Box<dyn FnOnce(&State, Option<&Applier>) + Send>;
 
 /// `Decide` is the large variant and the common one: kept inline (no allocation per request);
 /// the queue's slots are its size (about 300 bytes, 1.2 MiB for 4,096 slots).
@@ -162,7 +163,7 @@ impl LedgerThread {
                         self.flags.diverged.store(false, Ordering::Release);
                         let _ = reply.send(Box::new(old));
                     }
-                    Command::Inspect(f) => f(&self.state),
+                    Command::Inspect(f) => f(&self.state, self.applier.as_ref()),
                     Command::Stop => {
                         break 'run;
                     }

@@ -45,7 +45,7 @@ pub use ledger_thread::{CardFacts, Settled};
 pub use request::OwnedRequest;
 pub use seams::{CryptogramVerifier, EventLog, PublishFuture};
 
-use crate::kafka::{Applier, Delivery, Outbound, RecordBatch};
+use crate::kafka::{Applier, Delivery, Offsets, Outbound, RecordBatch};
 use crate::link::translate::{
     MaskedPan, RequestKind, answer, classify, echo_fields, format_error_answer, icc_tags,
     request_from_message, response_mti,
@@ -77,6 +77,9 @@ pub struct PipelineConfig {
     pub ledger_batch_max: usize,
     /// The time decisions are made at.
     pub clock: fn() -> UnixSeconds,
+    /// The daemon's metrics registry: answers, stage durations and HSM failures are recorded
+    /// there too (`None`: the pipeline's own [`Counters`] only).
+    pub metrics: Option<Arc<crate::admin::Metrics>>,
 }
 
 /// The system clock, in seconds.
@@ -103,6 +106,7 @@ impl PipelineConfig {
             ledger_queue: 4096,
             ledger_batch_max: 256,
             clock: system_clock,
+            metrics: None,
         }
     }
 }
@@ -215,6 +219,7 @@ impl Pipeline {
             .spawn(move || ledger.run(rx))
             .expect("the ledger thread starts");
         let hsm = HsmPool::new(verifier, config.hsm_workers, config.hsm_budget);
+        let counters = Counters::exporting(config.metrics.clone());
         let pipeline = Pipeline {
             inner: Arc::new(Inner {
                 config,
@@ -222,7 +227,7 @@ impl Pipeline {
                 hsm,
                 log,
                 flags,
-                counters: Counters::default(),
+                counters,
             }),
         };
         let flags = pipeline.inner.flags.clone();
@@ -305,9 +310,20 @@ impl Pipeline {
         &self,
         f: impl FnOnce(&State) -> R + Send + 'static,
     ) -> Option<R> {
+        self.inspect_log(move |state, _| f(state)).await
+    }
+
+    /// [`Pipeline::inspect`] with the log's next offsets (the applier's; empty without one),
+    /// read in the same turn of the ledger thread as the state: they belong together, as
+    /// `/state` shows them.
+    pub async fn inspect_log<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&State, Offsets) -> R + Send + 'static,
+    ) -> Option<R> {
         let (tx, rx) = oneshot::channel();
-        let command = Command::Inspect(Box::new(move |s| {
-            let _ = tx.send(f(s));
+        let command = Command::Inspect(Box::new(move |s, applier| {
+            let offsets = applier.map(Applier::offsets).unwrap_or_default();
+            let _ = tx.send(f(s, offsets));
         }));
         self.send_blocking(command).await?;
         rx.await.ok()
@@ -479,6 +495,11 @@ impl Inner {
 
     /// The unavailable answer: the echo set and DE 39 = `unavailable_code`.
     fn unavailable(&self, request: &Message, why: Why) -> Option<(Bytes, [u8; 2])> {
+        match why {
+            Why::HsmTimeout => self.counters.hsm_error("timeout"),
+            Why::HsmError => self.counters.hsm_error("error"),
+            _ => {}
+        }
         let c = &self.counters.counts;
         self.counters.add(match why {
             Why::HsmTimeout => &c.unavailable_hsm_timeout,

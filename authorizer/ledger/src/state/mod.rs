@@ -259,6 +259,17 @@ impl State {
             .is_some()
     }
 
+    /// How many of the account's holds count with money at `now` (what `/accounts/{id}` shows as
+    /// `holds`): approvals and approved advices not reversed to zero, cleared or expired.
+    pub fn live_hold_count(&self, index: AccountIndex, now: UnixSeconds) -> usize {
+        let account = self.account(index);
+        self.hold_lists
+            .of(&account.holds)
+            .iter()
+            .filter(|hold_id| self.holds[*hold_id].is_live_at(now))
+            .count()
+    }
+
     pub fn card(&self, pan_hash: &PanHash) -> Option<&Card> {
         self.cards.get(pan_hash)
     }

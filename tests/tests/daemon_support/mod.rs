@@ -1,0 +1,392 @@
+//! Shared by the daemon's system tests: the real `authorizer` binary as a process, with a real
+//! tansu broker (`scripts/broker`), a private SoftHSM2 token holding the public EMV test key
+//! under every profile's key set, its secrets in 0600 files, and a configuration written for it.
+//! The admin server is reached over loopback HTTP; signals are real signals.
+//!
+//! `AUTHORIZER_TEST_BROKER=host:port` uses a running broker; otherwise one is started per test
+//! binary (stopped when it exits). Never skips for want of a part.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hsm::testing::{TEST_IMK_LABEL, TestToken};
+
+/// The PAN key of the tests (the cloud's simulator hashes PANs with it too).
+pub const PAN_KEY_HEX: &str = "7c1a0f6e2b9d4c3a8e5f1b0d7a6c9e2f4b8d1a3c5e7f9b0d2a4c6e8f0b1d3a5c";
+
+pub fn pan_key() -> ledger::PanKey {
+    let bytes = hex::decode(PAN_KEY_HEX).expect("hex");
+    ledger::PanKey(bytes.try_into().expect("32 bytes"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The broker of this test binary.
+pub fn broker() -> String {
+    static BROKER: OnceLock<String> = OnceLock::new();
+    BROKER
+        .get_or_init(|| {
+            if let Ok(b) = std::env::var("AUTHORIZER_TEST_BROKER") {
+                return b;
+            }
+            let out = Command::new(repo().join("scripts/broker"))
+                .args(["start", "--watch-pid", &std::process::id().to_string()])
+                .output()
+                .expect("run scripts/broker");
+            assert!(
+                out.status.success(),
+                "scripts/broker start failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("BROKER=").map(str::to_owned))
+                .expect("scripts/broker prints BROKER=host:port")
+        })
+        .clone()
+}
+
+/// The `authorizer` binary, built once per test binary (a no-op when it is fresh).
+pub fn authorizer_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(repo())
+            .args(["build", "-q", "-p", "authorizer", "--bin", "authorizer"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p authorizer failed");
+        // target/<profile>/deps/<this test> → target/<profile>/authorizer
+        let exe = std::env::current_exe().expect("current exe");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .join("authorizer");
+        assert!(bin.exists(), "no authorizer binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A free loopback port (bound and released: another process could take it in between, which
+/// on a test machine does not happen in practice).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn write_private(path: &Path, content: &str) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(content.as_bytes()))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// One test's world: the broker, a token, a directory for configurations, secrets and state,
+/// and topic names of its own.
+pub struct World {
+    pub broker: String,
+    pub token: TestToken,
+    pub dir: tempfile::TempDir,
+    /// Prefix of this world's topics (`<prefix>.account-updates`, ...).
+    pub prefix: String,
+}
+
+impl World {
+    pub fn new() -> World {
+        let broker = broker();
+        let token = TestToken::with_test_keys();
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_private(&dir.path().join("pan.key"), &format!("{PAN_KEY_HEX}\n"));
+        let prefix = format!(
+            "d{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        World {
+            broker,
+            token,
+            dir,
+            prefix,
+        }
+    }
+
+    pub fn account_updates_topic(&self) -> String {
+        format!("{}.account-updates", self.prefix)
+    }
+
+    pub fn authorizations_topic(&self) -> String {
+        format!("{}.authorizations", self.prefix)
+    }
+
+    /// The PAN key file (0600).
+    pub fn pan_key_file(&self) -> PathBuf {
+        self.dir.path().join("pan.key")
+    }
+
+    /// A configuration for instance `instance_id` (its own `state.dir` and admin port), talking
+    /// to `devices` in `dialect`.
+    pub fn config(&self, instance_id: &str, dialect: &str, devices: &[String]) -> DaemonConfig {
+        let state_dir = self.dir.path().join(format!("state-{instance_id}"));
+        std::fs::create_dir_all(&state_dir).expect("state dir");
+        let key_sets: String = hsm::Profile::ALL
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:?} = {{ key_label = {:?}, profile = {:?} }}\n",
+                    p.name(),
+                    TEST_IMK_LABEL,
+                    p.name()
+                )
+            })
+            .collect();
+        let devices: Vec<String> = devices.iter().map(|d| format!("{d:?}")).collect();
+        let admin_port = free_port();
+        let text = format!(
+            r#"instance_id = "{instance_id}"
+issuer_id = "12345"
+log_format = "text"
+
+[network]
+dialect = "{dialect}"
+interface_devices = [{devices}]
+echo_idle_s = 60
+answer_budget_ms = 3000
+reconnect_backoff_min_ms = 50
+reconnect_backoff_max_ms = 500
+connect_timeout_ms = 1000
+
+[kafka]
+bootstrap = "{broker}"
+account_updates_topic = "{prefix}.account-updates"
+authorizations_topic = "{prefix}.authorizations"
+dead_letter_topic = "{prefix}.account-updates.dlq"
+ack_budget_ms = 1000
+create_topics = true
+partitions = 2
+
+[hsm]
+module = "{module}"
+token_label = "{token}"
+pin_file = "{pin}"
+budget_ms = 1000
+pool_size = 2
+[hsm.key_sets]
+{key_sets}
+[pan_key]
+file = "{pan_key}"
+
+[state]
+dir = "{state}"
+
+[admin]
+listen = "127.0.0.1:{admin_port}"
+"#,
+            devices = devices.join(", "),
+            broker = self.broker,
+            prefix = self.prefix,
+            module = self.token.module().path().display(),
+            token = self.token.label(),
+            pin = self.token.pin_file().display(),
+            pan_key = self.pan_key_file().display(),
+            state = state_dir.display(),
+        );
+        DaemonConfig {
+            path: self.dir.path().join(format!("{instance_id}.toml")),
+            text,
+            admin: format!("127.0.0.1:{admin_port}"),
+            softhsm2_conf: self.token.softhsm2_conf(),
+            state_dir,
+        }
+    }
+}
+
+/// A configuration, editable before the daemon starts.
+pub struct DaemonConfig {
+    pub path: PathBuf,
+    pub text: String,
+    pub admin: String,
+    pub softhsm2_conf: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl DaemonConfig {
+    /// Replaces `from` (which must be there) with `to`.
+    pub fn edit(&mut self, from: &str, to: &str) -> &mut Self {
+        assert!(self.text.contains(from), "no {from:?} in the configuration");
+        self.text = self.text.replacen(from, to, 1);
+        self
+    }
+
+    /// Writes the file and starts `authorizer run --config` on it.
+    pub fn start(&self) -> Daemon {
+        std::fs::write(&self.path, &self.text).expect("write the configuration");
+        let stderr_path = self.path.with_extension(format!(
+            "stderr.{}",
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let child = Command::new(authorizer_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.path)
+            .env("SOFTHSM2_CONF", &self.softhsm2_conf)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the authorizer");
+        Daemon {
+            child: Some(child),
+            admin: self.admin.clone(),
+            stderr_path,
+        }
+    }
+}
+
+/// A running `authorizer run` process; killed when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    pub admin: String,
+    pub stderr_path: PathBuf,
+}
+
+/// One HTTP answer of the admin server.
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// What the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// `GET path` on the admin server; `None` when it does not answer.
+    pub fn get(&self, path: &str) -> Option<Answer> {
+        get(&self.admin, path)
+    }
+
+    /// Waits for `/health/ready` = 200; panics with the daemon's stderr after `timeout` or if
+    /// it exited.
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.get("/health/ready").is_some_and(|a| a.status == 200) {
+                return;
+            }
+            if let Some(status) = self.try_wait() {
+                panic!(
+                    "the authorizer exited ({status}) before ready:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready after {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `/state` as JSON.
+    pub fn state(&self) -> serde_json::Value {
+        let a = self.get("/state").expect("/state answers");
+        assert_eq!(a.status, 200, "{}", a.body);
+        serde_json::from_str(&a.body).expect("/state is JSON")
+    }
+
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().expect("try_wait")
+    }
+
+    /// Sends `signal` (a `kill -s` name: TERM, INT, KILL).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} failed");
+    }
+
+    /// Waits for the process to exit, at most `timeout` (then kills it and panics).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let stderr = self.stderr();
+                self.kill();
+                panic!("the authorizer did not exit within {timeout:?}:\n{stderr}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `GET path` over HTTP/1.0 on `addr`.
+pub fn get(addr: &str, path: &str) -> Option<Answer> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Answer {
+        status,
+        body: body.to_owned(),
+    })
+}
+
+/// Runs `authorizer` with `args` to completion (tools, `run` expected to fail at once).
+pub fn authorizer(args: &[&str], softhsm2_conf: &Path) -> std::process::Output {
+    Command::new(authorizer_bin())
+        .args(args)
+        .env("SOFTHSM2_CONF", softhsm2_conf)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the authorizer")
+}
