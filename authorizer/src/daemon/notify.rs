@@ -22,11 +22,19 @@ impl Notifier {
         }
     }
 
-    /// The watchdog interval systemd asks for (`WATCHDOG_USEC`, for this process), if any.
+    /// The watchdog interval systemd asks for: `WATCHDOG_USEC`, unless `WATCHDOG_PID` names
+    /// another process (as libsystemd reads them; an unset `WATCHDOG_PID` means this one).
     pub fn watchdog_interval(&self) -> Option<Duration> {
-        let mut usec = 0u64;
-        (self.enabled && sd_notify::watchdog_enabled(false, &mut usec) && usec > 0)
-            .then(|| Duration::from_micros(usec))
+        if !self.enabled {
+            return None;
+        }
+        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok()?;
+        if let Ok(pid) = std::env::var("WATCHDOG_PID")
+            && pid.trim().parse::<u32>().ok() != Some(std::process::id())
+        {
+            return None;
+        }
+        (usec > 0).then(|| Duration::from_micros(usec))
     }
 
     pub fn ready(&self) {

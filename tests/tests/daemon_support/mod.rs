@@ -238,6 +238,11 @@ impl DaemonConfig {
 
     /// Writes the file and starts `authorizer run --config` on it.
     pub fn start(&self) -> Daemon {
+        self.start_with_env(&[])
+    }
+
+    /// [`DaemonConfig::start`] with environment variables set (`NOTIFY_SOCKET`, `AUTHORIZER_LOG`).
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         std::fs::write(&self.path, &self.text).expect("write the configuration");
         let stderr_path = self.path.with_extension(format!(
             "stderr.{}",
@@ -250,6 +255,7 @@ impl DaemonConfig {
             .arg(&self.path)
             .env("SOFTHSM2_CONF", &self.softhsm2_conf)
             .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
