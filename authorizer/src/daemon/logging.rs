@@ -5,6 +5,8 @@
 //! Must never: receive a PAN (the code logs [`crate::link::translate::MaskedPan`] only), track
 //! data, a PIN block, a key or a PIN; nothing here can filter them out, so nothing may log them.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -18,7 +20,9 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        // Colours only for a person at a terminal: never in journald or a log file.
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder

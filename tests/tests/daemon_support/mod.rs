@@ -112,7 +112,11 @@ pub struct World {
 
 impl World {
     pub fn new() -> World {
-        let broker = broker();
+        World::new_with_broker(broker())
+    }
+
+    /// A world on another broker (the embedded one, for the demo's figures).
+    pub fn new_with_broker(broker: String) -> World {
         let token = TestToken::with_test_keys();
         let dir = tempfile::tempdir().expect("tempdir");
         write_private(&dir.path().join("pan.key"), &format!("{PAN_KEY_HEX}\n"));
