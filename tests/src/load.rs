@@ -21,7 +21,7 @@ use iso8583::Message;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::device::Device;
+use crate::device::{Device, SessionState};
 use crate::netsim::{Kind, Population, Sent, Traffic};
 use crate::now_unix_s;
 
@@ -90,8 +90,10 @@ pub struct LoadReport {
     pub answered: u64,
     /// No answer within the answer timeout (or the connection went away first).
     pub unanswered: u64,
-    /// Not sent: no connection from the authorizer at that moment.
+    /// Not sent: the connection went away as it was being sent.
     pub not_sent: u64,
+    /// Time spent waiting for the authorizer to sign on again (no request sent meanwhile).
+    pub paused_ms: u64,
     /// Answered requests per second over the run.
     pub tps: f64,
     /// Answers by DE 39.
@@ -115,7 +117,7 @@ impl LoadReport {
         let codes: Vec<String> = self.codes.iter().map(|(c, n)| format!("{c}:{n}")).collect();
         let l = &self.latency_us;
         format!(
-            "load: {:.1} s, {} requests, {} answered, {} unanswered, {} not sent\n\
+            "load: {:.1} s, {} requests, {} answered, {} unanswered, {} not sent, paused {} ms\n\
              load: tps={:.0} codes[{}]\n\
              load: latency p50={}us p99={}us p99.9={}us max={}us mean={:.0}us\n\
              load: arpc ok={} refused={}; repeats same={} different={}; connections={}",
@@ -124,6 +126,7 @@ impl LoadReport {
             self.answered,
             self.unanswered,
             self.not_sent,
+            self.paused_ms,
             self.tps,
             codes.join(" "),
             l.p50,
@@ -248,6 +251,12 @@ pub async fn run(
             break;
         }
         let may_send = in_flight < window && interval.is_none_or(|_| now >= next_send);
+        if may_send && device.state() != SessionState::SignedOn {
+            // Reconnecting: the daemon would answer 91 before its sign-on; wait for it.
+            report.paused_ms += 10;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
         if may_send {
             let kind = match options.mix {
                 Mix::Magstripe => Some(Kind::Magstripe),
