@@ -177,7 +177,7 @@ pub async fn run(
         .map(|r| Duration::from_secs_f64(1.0 / r.max(0.001)));
     let mut next_send = started;
     let mut next_print = started + Duration::from_secs(1);
-    let mut last_requests = 0u64;
+    let mut last_answered = 0u64;
     let mut in_flight = 0usize;
     let window = options.in_flight.max(1);
 
@@ -232,7 +232,7 @@ pub async fn run(
                     "t={} req={} tps={} p50={}us p99={}us in_flight={} unanswered={} codes[{}]",
                     started.elapsed().as_secs(),
                     report.requests,
-                    report.requests - last_requests,
+                    report.answered - last_answered,
                     second.value_at_quantile(0.5),
                     second.value_at_quantile(0.99),
                     in_flight,
@@ -243,7 +243,7 @@ pub async fn run(
                 let _ = writeln!(out, "{line}");
                 let _ = out.flush();
             }
-            last_requests = report.requests;
+            last_answered = report.answered;
             second.reset();
             next_print += Duration::from_secs(1);
         }

@@ -123,6 +123,25 @@ async fn a_short_load_run_is_answered_in_full_and_the_cards_accept_every_arpc() 
     assert!(
         json["latency_us"]["p999"].as_u64().unwrap() >= json["latency_us"]["p50"].as_u64().unwrap()
     );
+
+    // At a rate: never more requests than the pacing allows, all answered.
+    let paced = LoadOptions {
+        seed: seed + 1,
+        rate: Some(100.0),
+        duration: Duration::from_secs(2),
+        mix: Mix::Magstripe,
+        ..options
+    };
+    let (report, _) = load::run(&device, &mut pop, &paced).await;
+    println!("{}", report.text());
+    assert!(report.requests > 0, "{report:?}");
+    assert!(
+        report.requests <= (100.0 * report.seconds) as u64 + 1,
+        "paced at 100/s: {report:?}"
+    );
+    assert_eq!(report.unanswered, 0, "{report:?}");
+    assert_eq!(report.kinds.len(), 1, "magstripe only: {report:?}");
+    assert!(report.kinds.contains_key("magstripe+PIN"), "{report:?}");
     authorizer.stop().await;
     device.close();
 }
