@@ -8,7 +8,8 @@
 //! * `netsim load` prints a line of figures each second, a summary, an SVG of the latency
 //!   distribution and a JSON report, and exits 0 with every request answered.
 //!
-//! No assertion of speed: timeouts only fail a test that hangs.
+//! Must never: assert a speed (timeouts only fail a test that hangs); leave the netsim running
+//! (each test waits for its exit).
 
 mod netsim_support;
 

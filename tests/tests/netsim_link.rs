@@ -7,7 +7,8 @@
 //!
 //! The event log here acknowledges every event at once (no broker): acceptable only in this
 //! in-process harness (`netsim_support`), which tests the simulator and the link, not Kafka.
-//! No assertion of speed: timeouts only fail a test that hangs.
+//!
+//! Must never: assert a speed (timeouts only fail a test that hangs).
 
 mod netsim_support;
 

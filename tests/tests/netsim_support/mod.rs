@@ -3,6 +3,9 @@
 //!
 //! The event log acknowledges every event at once (no broker): acceptable only in these
 //! in-process harnesses, which test the simulator and the link, not the Kafka path.
+//!
+//! Must never: be used as a model of the daemon's wiring (the daemon publishes to Kafka before
+//! it answers); use a key that is not a test key.
 #![allow(dead_code)]
 
 use std::future::Future;
