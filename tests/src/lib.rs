@@ -9,6 +9,11 @@
 //! * [`netsim`]: the card network's interface device: a population of cards and a seeded
 //!   generator of realistic traffic (chip, contactless, magstripe, e-commerce, repeats, advices,
 //!   full and partial reversals, network management, and a share of bad requests).
+//! * [`device`]: that interface device over TCP, the server the authorizer dials (sign-on, echoes,
+//!   many requests in flight matched to their answers).
+//! * [`scenarios`]: scripted cases with the answers the contract expects, judged field by field.
+//! * [`load`]: traffic at a window or a rate, with latency figures; [`plot`] draws them as SVG.
+//! * [`publish`]: the cloud's events for a population, produced to `account-updates`.
 //!
 //! Must never: be linked into the daemon; use a key that is not an obviously public test key.
 
@@ -16,5 +21,17 @@
 
 pub mod card;
 pub mod cloud;
+pub mod device;
+pub mod load;
 pub mod netsim;
+pub mod plot;
+pub mod publish;
 pub mod rng;
+pub mod scenarios;
+
+/// Seconds since 1970-01-01 UTC, from the system clock (the daemon checks DE 7 against its own).
+pub fn now_unix_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

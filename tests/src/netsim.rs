@@ -58,6 +58,8 @@ pub const FORWARDER_ID: &str = "9876";
 
 pub struct SimAccount {
     pub id: String,
+    /// `open`, `frozen` or `closed` (`docs/kafka-contract.md`).
+    pub status: &'static str,
     pub currency: &'static str,
     pub credit_limit_minor: i64,
 }
@@ -78,7 +80,8 @@ pub struct Population {
     pub cards: Vec<SimCard>,
 }
 
-fn luhn_complete(body: &str) -> String {
+/// `body` followed by its Luhn check digit.
+pub fn luhn_complete(body: &str) -> String {
     let sum: u32 = body
         .bytes()
         .rev()
@@ -110,6 +113,7 @@ impl Population {
             let currency = if rng.chance(20) { "986" } else { "840" };
             out.accounts.push(SimAccount {
                 id: format!("acc-{i:07}"),
+                status: "open",
                 currency,
                 credit_limit_minor: 20_000 + rng.below(480_000) as i64,
             });
@@ -169,7 +173,7 @@ impl Population {
                 at_unix_s,
                 account_id: &a.id,
                 version: 1,
-                status: "open",
+                status: a.status,
                 currency: a.currency,
                 credit_limit_minor: a.credit_limit_minor,
                 posted_balance_minor: 0,
@@ -337,6 +341,24 @@ impl Traffic {
     /// The next request at time `now_unix_s`.
     pub fn next(&mut self, pop: &mut Population, dialect: &Dialect, now_unix_s: i64) -> Sent {
         let kind = self.pick_kind();
+        self.next_of(kind, pop, dialect, now_unix_s)
+    }
+
+    /// The next request of this `kind` at time `now_unix_s` (a repeat or a reversal with no
+    /// approval to refer to yet is a chip request instead).
+    pub fn next_of(
+        &mut self,
+        kind: Kind,
+        pop: &mut Population,
+        dialect: &Dialect,
+        now_unix_s: i64,
+    ) -> Sent {
+        let needs_original = matches!(kind, Kind::Repeat | Kind::Reversal | Kind::PartialReversal);
+        let kind = if needs_original && self.approved.is_empty() {
+            Kind::Chip
+        } else {
+            kind
+        };
         let de7 = de7(now_unix_s);
         match kind {
             Kind::Echo => {
