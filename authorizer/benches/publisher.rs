@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use authorizer::kafka::{
-    Delivery, KafkaConfig, LogMetrics, Outbound, Publisher, PublisherConfig, ensure_topic,
+    Delivery, KafkaConfig, LogMetrics, Outbound, Publisher, PublisherConfig, Spool, ensure_topic,
 };
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -61,6 +61,17 @@ struct Args {
     /// Runs one event at a time cap for the 1-in-flight run (it is slow): at most this many.
     #[arg(long, default_value_t = 2_000)]
     events_single: u64,
+    /// The publisher's `linger.ms` (default: `PublisherConfig::new`'s).
+    #[arg(long)]
+    linger_ms: Option<u64>,
+    /// Extra librdkafka properties for the producer, `name=value` (repeatable), e.g.
+    /// `batch.num.messages=100`.
+    #[arg(long = "property")]
+    properties: Vec<String>,
+    /// Instead of publishing: leave this many events in the spool (as a process stopped during an
+    /// outage would), open the publisher over it and time the drain alone.
+    #[arg(long, default_value_t = 0)]
+    drain: u64,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -140,16 +151,31 @@ async fn run(args: &Args, addr: &str, in_flight: usize, events: u64) {
     let mut kafka = KafkaConfig::new(addr);
     kafka.authorizations_topic = format!("bench-pub-{tag}");
     kafka.client_id = format!("bench-pub-{in_flight}");
+    for p in &args.properties {
+        let (k, v) = p.split_once('=').expect("--property name=value");
+        kafka.extra.push((k.to_owned(), v.to_owned()));
+    }
     ensure_topic(&kafka, &kafka.authorizations_topic, args.partitions)
         .await
         .expect("create topic");
     let spool_dir = tempfile::tempdir().expect("spool dir");
-    let publisher = Publisher::open(
-        &kafka,
-        PublisherConfig::new(spool_dir.path()),
-        Arc::new(LogMetrics::default()),
-    )
-    .expect("publisher");
+    if args.drain > 0 {
+        let mut spool = Spool::open(spool_dir.path(), 1 << 32).expect("spool");
+        for i in 0..args.drain {
+            let e = hold_event(&tag, i, args.accounts);
+            spool
+                .append(&kafka.authorizations_topic, e.key.as_bytes(), &e.payload)
+                .expect("append");
+        }
+        spool.sync().expect("sync");
+    }
+    let mut cfg = PublisherConfig::new(spool_dir.path());
+    if let Some(ms) = args.linger_ms {
+        cfg.linger = Duration::from_millis(ms);
+    }
+    let opened = Instant::now();
+    let publisher =
+        Publisher::open(&kafka, cfg, Arc::new(LogMetrics::default())).expect("publisher");
     let warm_started = Instant::now();
     if !args.cold {
         publisher
@@ -158,6 +184,20 @@ async fn run(args: &Args, addr: &str, in_flight: usize, events: u64) {
             .expect("warm up");
     }
     let warm = warm_started.elapsed();
+    if args.drain > 0 {
+        // From the open: the drainer starts there (its first sends wait for the producer id).
+        let started = opened;
+        let drained = publisher.wait_drained(Duration::from_secs(300)).await;
+        let elapsed = started.elapsed();
+        publisher.close().await;
+        println!(
+            "summary drain events={} drained={drained} drain_ms={} drain_events_per_s={:.0}",
+            args.drain,
+            elapsed.as_millis(),
+            args.drain as f64 / elapsed.as_secs_f64()
+        );
+        return;
+    }
 
     let budget = Duration::from_millis(args.budget_ms);
     let counts = Arc::new(Counts::default());
@@ -280,6 +320,11 @@ fn main() {
             "warmed producer"
         }
     );
+    if args.drain > 0 {
+        println!("run: drain of {} spooled events", args.drain);
+        rt.block_on(run(&args, &addr, 1, 0));
+        return;
+    }
     for &n in &args.in_flight {
         let events = if n == 1 {
             args.events.min(args.events_single)

@@ -366,7 +366,7 @@ fn warm_up_fails_when_no_broker_answers() {
         .local_addr()
         .unwrap()
         .port();
-    let k = KafkaConfig::new(&format!("127.0.0.1:{port}"));
+    let k = KafkaConfig::new(format!("127.0.0.1:{port}"));
     let _guard = rt.enter();
     let publisher = Publisher::open(
         &k,
