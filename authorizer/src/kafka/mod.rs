@@ -188,6 +188,10 @@ pub enum LogError {
     Consume { message: String },
     #[error(transparent)]
     Spool(Box<SpoolError>),
+    #[error(
+        "kafka producer (bootstrap {bootstrap}): no idempotent producer id within {waited:?}; check that the broker is up and allows idempotent producers (IdempotentWrite)"
+    )]
+    WarmUp { bootstrap: String, waited: Duration },
     #[error("the {what} stopped before the work was done")]
     Stopped { what: &'static str },
     #[error(

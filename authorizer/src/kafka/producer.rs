@@ -8,9 +8,17 @@
 //! the network, the event will reach Kafka.
 //!
 //! A drainer task sends spooled events in spool order, a window at a time, and removes each from
-//! the spool only when Kafka acknowledged it. While the spool is not empty, new events go straight
-//! to the spool behind it, so nothing overtakes the backlog. On open, the drainer starts with what
-//! a previous process left in the spool.
+//! the spool only when Kafka acknowledged it. On open, the drainer starts with what a previous
+//! process left in the spool.
+//!
+//! Never overtake, per key: while the spool holds an event of a key (an account), every new event
+//! of that key goes to the spool behind it. A key leaves spool mode as soon as its last spooled
+//! event is acknowledged by Kafka, so a backlog that is being drained does not capture every later
+//! event (with one global "spool not empty" rule, a steady load kept the spool from ever being
+//! empty at the instant of a publish, and every event was spooled forever). While Kafka is
+//! *stalled* (a send missed its budget or failed, and nothing was acknowledged since), every new
+//! event goes straight to the spool without waiting for its budget, as Kafka cannot take it;
+//! the first acknowledgement (a direct send, a first send or a drained window) ends the stall.
 //!
 //! Published once: an event whose first send timed out may still be delivered by librdkafka
 //! (until `message.timeout.ms`). Its spool record is *held*: the drainer does not send it, nor
@@ -27,17 +35,20 @@
 //! Never: answer `Spooled` before the record is durable, remove a record Kafka did not
 //! acknowledge, or let a spooled event be overtaken by a later one.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::ClientContext;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::metrics::LogMetrics;
-use super::spool::{SpoolError, SpoolHandle, SpoolRecord};
+use super::spool::{Spool, SpoolError, SpoolHandle, SpoolRecord};
 use super::{KafkaConfig, LogError};
 
 /// Settings of the publisher; `PublisherConfig::new(dir)` gives the daemon's defaults.
@@ -119,10 +130,39 @@ pub enum PublishError {
     },
 }
 
+/// The producer's client context: notes from librdkafka's statistics when the idempotent
+/// producer has its producer id (what [`Publisher::warm_up`] waits for).
+#[derive(Default)]
+struct ProducerState {
+    pid_assigned: AtomicBool,
+    changed: Notify,
+}
+
+#[derive(Clone, Default)]
+struct PublisherContext(Arc<ProducerState>);
+
+impl ClientContext for PublisherContext {
+    fn stats(&self, statistics: Statistics) {
+        let assigned = statistics
+            .eos
+            .is_some_and(|eos| eos.idemp_state == "Assigned" && eos.producer_id >= 0);
+        if self.0.pid_assigned.swap(assigned, Ordering::AcqRel) != assigned {
+            self.0.changed.notify_waiters();
+        }
+    }
+}
+
 struct Shared {
-    producer: FutureProducer,
+    producer: FutureProducer<PublisherContext>,
+    state: Arc<ProducerState>,
     topic: String,
+    kafka_bootstrap: String,
     spool: SpoolHandle,
+    /// Per key, the events of that key in the spool (appended or being appended, not yet
+    /// acknowledged by Kafka). A key listed here is in spool mode.
+    spooled_keys: std::sync::Mutex<HashMap<Vec<u8>, u64>>,
+    /// Kafka missed a budget or refused a send, and acknowledged nothing since.
+    stalled: AtomicBool,
     wake: Notify,
     closing: AtomicBool,
     metrics: Arc<LogMetrics>,
@@ -144,23 +184,39 @@ impl Publisher {
         cfg: PublisherConfig,
         metrics: Arc<LogMetrics>,
     ) -> Result<Publisher, LogError> {
-        let producer: FutureProducer = kafka
+        let context = PublisherContext::default();
+        let state = context.0.clone();
+        let producer: FutureProducer<PublisherContext> = kafka
             .client_config()
+            // Statistics say when the producer id is assigned (1 s is librdkafka's granularity).
+            .set("statistics.interval.ms", "1000")
             .set("enable.idempotence", "true")
+            // After the broker was away, try again within a second (librdkafka's default backs
+            // off to 10 s), so a stall ends soon after the broker is back.
+            .set("reconnect.backoff.max.ms", "1000")
             .set("acks", "all")
             .set("linger.ms", cfg.linger.as_millis().to_string())
             .set(
                 "message.timeout.ms",
                 cfg.message_timeout.as_millis().to_string(),
             )
-            .create()
+            .create_with_context(context)
             .map_err(LogError::kafka(kafka, "producer"))?;
-        let spool = SpoolHandle::open(&cfg.spool_dir, cfg.spool_bytes_max)?;
+        let spool = Spool::open(&cfg.spool_dir, cfg.spool_bytes_max)?;
+        let mut spooled_keys: HashMap<Vec<u8>, u64> = HashMap::new();
+        for r in spool.pending() {
+            *spooled_keys.entry(r.key.clone()).or_default() += 1;
+        }
+        let spool = SpoolHandle::start(spool)?;
         metrics.set_spool_depth(spool.depth());
         let shared = Arc::new(Shared {
             producer,
+            state,
             topic: kafka.authorizations_topic.clone(),
+            kafka_bootstrap: kafka.bootstrap.clone(),
             spool,
+            spooled_keys: std::sync::Mutex::new(spooled_keys),
+            stalled: AtomicBool::new(false),
             wake: Notify::new(),
             closing: AtomicBool::new(false),
             metrics,
@@ -173,6 +229,63 @@ impl Publisher {
         })
     }
 
+    /// Sets up what the first event would otherwise wait for: the connection to the broker, the
+    /// topic's metadata (its partitions' leaders) and the idempotent producer's id (about a second
+    /// on tansu, as librdkafka retries every 500 ms until a broker is up). Call it before the
+    /// daemon says it is ready: without it, the first events of a burst wait for this set-up,
+    /// miss their budget and go to the spool. Publishes nothing. Fails if not done within
+    /// `timeout` (the broker is unreachable or refuses the producer id).
+    pub async fn warm_up(&self, timeout: Duration) -> Result<(), LogError> {
+        let s = self.shared.clone();
+        let deadline = Instant::now() + timeout;
+        let metadata = tokio::task::spawn_blocking(move || {
+            s.producer
+                .client()
+                .fetch_metadata(Some(&s.topic), timeout)
+                .map(|m| {
+                    m.topics()
+                        .first()
+                        .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty())
+                })
+        })
+        .await
+        .map_err(|_| LogError::Stopped {
+            what: "producer warm-up",
+        })?;
+        let bootstrap = || self.shared.kafka_bootstrap.clone();
+        match metadata {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(LogError::NoPartitions {
+                    topic: self.shared.topic.clone(),
+                    bootstrap: bootstrap(),
+                });
+            }
+            Err(source) => {
+                return Err(LogError::Kafka {
+                    what: format!("producer warm-up (metadata of {})", self.shared.topic),
+                    bootstrap: bootstrap(),
+                    source: Box::new(source),
+                });
+            }
+        }
+        let state = &self.shared.state;
+        loop {
+            let changed = state.changed.notified();
+            if state.pid_assigned.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(LogError::WarmUp {
+                    bootstrap: bootstrap(),
+                    waited: timeout,
+                });
+            }
+            let _ = tokio::time::timeout(left, changed).await;
+        }
+    }
+
     /// Publishes `event`; returns within `budget` plus the spool's fsync once Kafka has it
     /// ([`Delivery::Acked`]) or the spool has it ([`Delivery::Spooled`]).
     pub async fn publish(
@@ -182,8 +295,9 @@ impl Publisher {
     ) -> Result<Delivery, PublishError> {
         let s = &self.shared;
         let started = Instant::now();
-        if s.spool.depth() > 0 {
-            // A backlog is draining: queue behind it, never overtake it.
+        if s.stalled.load(Ordering::Acquire) || s.key_spooled(event.key.as_bytes()) {
+            // Kafka cannot take it now, or this key's backlog is draining: queue behind it,
+            // never overtake it.
             return self.spool(event, None).await;
         }
         let record = FutureRecord::to(&s.topic)
@@ -193,12 +307,14 @@ impl Publisher {
             Ok(d) => d,
             Err((e, _)) => {
                 tracing::warn!(error = %e, event_id = %event.event_id, "producer queue refused the event; spooling");
+                s.stall();
                 return self.spool(event, None).await;
             }
         };
         let wait = budget.saturating_sub(s.cfg.spool_reserve);
         match tokio::time::timeout(wait, &mut delivery).await {
             Ok(Ok(Ok(d))) => {
+                s.acknowledged();
                 s.metrics.record_produce_latency(started.elapsed());
                 Ok(Delivery::Acked {
                     partition: d.partition,
@@ -207,10 +323,17 @@ impl Publisher {
             }
             Ok(Ok(Err((e, _)))) => {
                 tracing::warn!(error = %e, event_id = %event.event_id, "event not acknowledged; spooling");
+                s.stall();
                 self.spool(event, None).await
             }
-            Ok(Err(_canceled)) => self.spool(event, None).await,
-            Err(_elapsed) => self.spool(event, Some(delivery)).await,
+            Ok(Err(_canceled)) => {
+                s.stall();
+                self.spool(event, None).await
+            }
+            Err(_elapsed) => {
+                s.stall();
+                self.spool(event, Some(delivery)).await
+            }
         }
     }
 
@@ -221,6 +344,9 @@ impl Publisher {
         in_flight: Option<DeliveryFuture>,
     ) -> Result<Delivery, PublishError> {
         let s = &self.shared;
+        // Marked before the append is queued (no await in between), so a later event of this key
+        // sees it and queues behind this one.
+        s.key_in(event.key.as_bytes());
         let seq = s
             .spool
             .append(
@@ -231,6 +357,7 @@ impl Publisher {
             )
             .await
             .map_err(|source| {
+                s.key_out(event.key.as_bytes());
                 let event_id = event.event_id.clone();
                 if in_flight.is_some() {
                     // Dropping the delivery future does not withdraw the message.
@@ -243,10 +370,14 @@ impl Publisher {
         s.metrics.set_spool_depth(s.spool.depth());
         if let Some(first_send) = in_flight {
             let shared = s.clone();
+            let key = event.key.as_bytes().to_vec();
             tokio::spawn(async move {
                 let delivered = matches!(first_send.await, Ok(Ok(_)));
                 let result = if delivered {
-                    shared.spool.ack(seq).await
+                    shared.acknowledged();
+                    let r = shared.spool.ack(seq).await;
+                    shared.key_out(&key);
+                    r
                 } else {
                     shared.spool.release(seq).await
                 };
@@ -294,6 +425,47 @@ impl Publisher {
             .take();
         if let Some(task) = task {
             let _ = task.await;
+        }
+    }
+}
+
+impl Shared {
+    fn key_spooled(&self, key: &[u8]) -> bool {
+        self.keys().contains_key(key)
+    }
+
+    fn key_in(&self, key: &[u8]) {
+        *self.keys().entry(key.to_vec()).or_default() += 1;
+    }
+
+    /// One event of `key` left the spool (acknowledged by Kafka, or its append failed).
+    fn key_out(&self, key: &[u8]) {
+        let mut keys = self.keys();
+        if let Some(n) = keys.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                keys.remove(key);
+            }
+        }
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, u64>> {
+        self.spooled_keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stall(&self) {
+        if !self.stalled.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                "kafka did not acknowledge in time: new events go to the spool until it does"
+            );
+        }
+    }
+
+    fn acknowledged(&self) {
+        if self.stalled.swap(false, Ordering::AcqRel) {
+            tracing::info!(
+                "kafka acknowledges again: events are sent directly unless their key is spooled"
+            );
         }
     }
 }
@@ -349,20 +521,22 @@ async fn send_window(s: &Shared, window: &[SpoolRecord]) -> bool {
             .key(r.key.as_slice())
             .payload(r.payload.as_slice());
         match s.producer.send_result(record) {
-            Ok(delivery) => in_flight.push((r.seq, delivery)),
+            Ok(delivery) => in_flight.push((r.seq, r.key.as_slice(), delivery)),
             Err(_) => {
                 all_sent = false; // librdkafka's queue is full: send the rest next round
                 break;
             }
         }
     }
-    for (seq, delivery) in in_flight {
+    for (seq, key, delivery) in in_flight {
         match delivery.await {
             Ok(Ok(_)) => {
+                s.acknowledged();
                 if let Err(e) = s.spool.ack(seq).await {
                     tracing::error!(error = %e, seq, "spool: cannot remove an acknowledged record");
                     return false;
                 }
+                s.key_out(key);
             }
             Ok(Err((e, _))) => {
                 if all_sent {

@@ -61,7 +61,7 @@ impl SpoolHandle {
     }
 
     /// Starts the thread of an open spool.
-    pub(super) fn start(mut spool: Spool) -> Result<SpoolHandle, SpoolError> {
+    pub fn start(mut spool: Spool) -> Result<SpoolHandle, SpoolError> {
         let depth = Arc::new(AtomicU64::new(spool.depth()));
         let (tx, mut rx) = mpsc::channel::<Request>(QUEUE_CAPACITY);
         let path = spool.path().to_path_buf();
