@@ -3,8 +3,8 @@
 //! ```text
 //! config ─► HSM pool, every key label ─► spool, publisher, dead letters ─► state (seam for a
 //! snapshot) + the log from its offsets ─► admin server ─► caught up to the watermarks taken at
-//! start ─► READY ─► links (sign on, serve) ─► … ─► SIGTERM/SIGINT ─► STOPPING, sign off,
-//! answer what is in flight, spool drained or kept, exit 0
+//! start ─► producer warmed up ─► READY ─► links (sign on, serve) ─► … ─► SIGTERM/SIGINT ─►
+//! STOPPING, sign off, answer what is in flight, spool drained or kept, exit 0
 //! ```
 //!
 //! While it serves, a supervisor rebuilds the state from the log when the replica *diverged* (a
@@ -48,6 +48,8 @@ use service::{DaemonView, Handler, refresh_metrics};
 /// How long the stop waits for the spool to reach Kafka before leaving the rest for the next
 /// start (the spool is durable; this only shortens the next start's work).
 const SPOOL_DRAIN_ON_STOP: Duration = Duration::from_secs(10);
+/// How long the producer may take to set up its connection and id before ready.
+const PRODUCER_WARM_UP: Duration = Duration::from_secs(10);
 /// How often the supervisor looks for a divergence or a failed feed.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
 
@@ -281,6 +283,12 @@ async fn daemon(config: Config, notifier: Notifier) -> Result<(), String> {
             notifier.status(&format!("catching up with the log: {lag} records behind"));
             last_status = tokio::time::Instant::now();
         }
+    }
+    // The producer's connection and id, before the first event needs them (else the first
+    // burst misses its budget and goes to the spool). Not fatal: the spool covers a slow broker.
+    notifier.status("connecting the producer");
+    if let Err(e) = running.publisher.warm_up(PRODUCER_WARM_UP).await {
+        tracing::warn!(error = %e, "the producer is not set up yet; events go to the spool until Kafka answers");
     }
     let counts = running
         .pipeline

@@ -103,6 +103,10 @@ fn write_private(path: &Path, content: &str) {
 /// One test's world: the broker, a token, a directory for configurations, secrets and state,
 /// and topic names of its own.
 pub struct World {
+    /// One world at a time per test binary: a daemon's SoftHSM2 reads the token directory that
+    /// another test's token creation may be writing (SoftHSM then fails the daemon's slot
+    /// search), and two daemons under load would share two cores.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
     pub broker: String,
     pub token: TestToken,
     pub dir: tempfile::TempDir,
@@ -117,6 +121,8 @@ impl World {
 
     /// A world on another broker (the embedded one, for the demo's figures).
     pub fn new_with_broker(broker: String) -> World {
+        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let one_at_a_time = ONE.lock().unwrap_or_else(|e| e.into_inner());
         let token = TestToken::with_test_keys();
         let dir = tempfile::tempdir().expect("tempdir");
         write_private(&dir.path().join("pan.key"), &format!("{PAN_KEY_HEX}\n"));
@@ -126,6 +132,7 @@ impl World {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         World {
+            _one_at_a_time: one_at_a_time,
             broker,
             token,
             dir,
@@ -399,4 +406,127 @@ pub fn authorizer(args: &[&str], softhsm2_conf: &Path) -> std::process::Output {
         .stdin(Stdio::null())
         .output()
         .expect("run the authorizer")
+}
+
+/// The `netsim` binary of this build (built with the test binaries of this package).
+pub fn netsim_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_netsim"))
+}
+
+/// A running `netsim` process: its listening address, and its stdout lines as they come.
+pub struct Netsim {
+    child: Option<Child>,
+    /// Where the daemon must dial (`netsim: listening on ADDR`).
+    pub addr: String,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every stdout line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Netsim {
+    /// Starts `netsim MODE --listen 127.0.0.1:0 ARGS...` publishing to `world`'s broker and
+    /// topic, and waits until it listens and has published (so that a daemon started next
+    /// finds the population in the log).
+    pub fn start(world: &World, mode: &str, dialect: &str, args: &[&str]) -> Netsim {
+        let mut child = Command::new(netsim_bin())
+            .arg(mode)
+            .args(["--listen", "127.0.0.1:0", "--dialect", dialect])
+            .args(["--brokers", &world.broker])
+            .args(["--account-updates-topic", &world.account_updates_topic()])
+            .arg("--pan-key-file")
+            .arg(world.pan_key_file())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start netsim");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut n = Netsim {
+            child: Some(child),
+            addr: String::new(),
+            lines,
+            seen: Vec::new(),
+        };
+        let listening = n.wait_line(Duration::from_secs(60), |l| l.contains("listening on"));
+        n.addr = listening
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("netsim: listening on ADDR")
+            .to_owned();
+        n.wait_line(Duration::from_secs(120), |l| l.contains("published"));
+        n
+    }
+
+    /// Waits for a stdout line for which `want` holds and returns it (panics after `timeout`,
+    /// or if netsim's stdout closed first).
+    pub fn wait_line(&mut self, timeout: Duration, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "netsim: no such line ({e:?}) after:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits for netsim to exit (reading the rest of its output); its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        let mut child = self.child.take().expect("running");
+        loop {
+            while let Ok(line) = self.lines.try_recv() {
+                self.seen.push(line);
+            }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                // The reader thread may still hold the last lines.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(line);
+                }
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "netsim did not exit within {timeout:?}:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Everything it printed, one line each.
+    pub fn output(&self) -> String {
+        self.seen.join("\n")
+    }
+}
+
+impl Drop for Netsim {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
