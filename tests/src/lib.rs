@@ -15,10 +15,15 @@
 //! * [`load`]: traffic at a window or a rate, with latency figures; [`plot`] draws them as SVG.
 //! * [`publish`]: the cloud's events for a population, produced to `account-updates`.
 //!
+//! * [`stage`]: a broker, daemons as processes and the netsim as a child, for the demo and the
+//!   daemon benchmark.
+//! * [`admin_http`]: a minimal client of the daemons' admin server (the demo, the system tests).
+//!
 //! Must never: be linked into the daemon; use a key that is not an obviously public test key.
 
 #![forbid(unsafe_code)]
 
+pub mod admin_http;
 pub mod card;
 pub mod cloud;
 pub mod device;
@@ -28,6 +33,7 @@ pub mod plot;
 pub mod publish;
 pub mod rng;
 pub mod scenarios;
+pub mod stage;
 
 /// Seconds since 1970-01-01 UTC, from the system clock (the daemon checks DE 7 against its own).
 pub fn now_unix_s() -> i64 {

@@ -53,7 +53,12 @@ fn sigterm_during_load_answers_everything_in_flight_and_exits_0() {
             .expect("JSON");
     let answered = r["answered"].as_u64().unwrap();
     assert!(answered > 100, "{}", netsim.output());
-    assert_eq!(r["unanswered"], 0, "requests left unanswered:\n{}", netsim.output());
+    assert_eq!(
+        r["unanswered"],
+        0,
+        "requests left unanswered:\n{}",
+        netsim.output()
+    );
     assert_eq!(r["arpc_refused"], 0, "{}", netsim.output());
     let approvals = r["codes"]["00"].as_u64().unwrap_or(0);
     assert!(approvals > 0, "{}", netsim.output());

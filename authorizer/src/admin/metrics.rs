@@ -53,6 +53,14 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+/// `{outcome}` of `authorizer_events_published_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `acked` (Kafka acknowledged within the ack budget), `spooled` (in the local spool, sent
+    /// later), `failed` (neither: the replica diverged).
+    pub outcome: String,
+}
+
 /// `{topic, partition}` of `authorizer_kafka_lag_records`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
@@ -87,6 +95,8 @@ pub struct Metrics {
     pub dead_letters: Counter,
     /// `authorizer_state_records{kind}`: records in the state (`accounts`, `cards`, `holds`).
     pub state_records: Family<KindLabels, Gauge>,
+    /// `authorizer_events_published_total{outcome}`: where the decisions' events went.
+    pub events_published: Family<OutcomeLabels, Counter>,
 }
 
 /// Buckets of the request durations: 100 µs doubling up to about 6.5 s.
@@ -110,6 +120,7 @@ impl Metrics {
         let spool_events = Gauge::default();
         let dead_letters = Counter::default();
         let state_records = Family::<KindLabels, Gauge>::default();
+        let events_published = Family::<OutcomeLabels, Counter>::default();
         // Counters are registered without `_total`: the encoder adds it to their samples.
         registry.register("authorizer_requests", "Requests answered", requests.clone());
         registry.register_with_unit(
@@ -154,6 +165,11 @@ impl Metrics {
             "Records in the state",
             state_records.clone(),
         );
+        registry.register(
+            "authorizer_events_published",
+            "Decisions' events by where they went: acked by Kafka, spooled, failed",
+            events_published.clone(),
+        );
         Self {
             registry,
             requests,
@@ -166,6 +182,7 @@ impl Metrics {
             spool_events,
             dead_letters,
             state_records,
+            events_published,
         }
     }
 

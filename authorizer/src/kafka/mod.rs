@@ -224,8 +224,30 @@ impl LogError {
     }
 }
 
-/// Creates `topic` with `partitions` partitions (replication 1) unless it exists.
+/// Creates `topic` with `partitions` partitions (replication 1) unless it exists. A topic the
+/// broker already lists is left as it is without asking for a creation (a broker may not offer
+/// CreateTopics, as librdkafka's mock cluster does not).
 pub async fn ensure_topic(cfg: &KafkaConfig, topic: &str, partitions: i32) -> Result<(), LogError> {
+    let (cc, name, timeout) = (cfg.client_config(), topic.to_owned(), cfg.request_timeout);
+    let listed = tokio::task::spawn_blocking(move || {
+        // A consumer's metadata request never creates the topic (allow.auto.create.topics is
+        // false for consumers).
+        let consumer: BaseConsumer = cc.create().ok()?;
+        let metadata = consumer.fetch_metadata(Some(&name), timeout).ok()?;
+        Some(
+            metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty()),
+        )
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if listed {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = cfg
         .client_config()
         .create()

@@ -120,6 +120,19 @@ impl Counters {
         }
     }
 
+    /// Where a decision's event went (`acked`, `spooled`, `failed`), for
+    /// `authorizer_events_published_total`.
+    pub(crate) fn published(&self, counter: &AtomicU64, outcome: &str) {
+        self.add(counter);
+        if let Some(m) = &self.export {
+            m.events_published
+                .get_or_create(&crate::admin::metrics::OutcomeLabels {
+                    outcome: outcome.to_owned(),
+                })
+                .inc();
+        }
+    }
+
     /// An HSM failure of `kind` (`timeout`, `error`), for `authorizer_hsm_errors_total`.
     pub(crate) fn hsm_error(&self, kind: &str) {
         if let Some(m) = &self.export {

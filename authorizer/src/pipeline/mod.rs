@@ -567,10 +567,12 @@ impl Inner {
                     self.counters.stage(Stage::KafkaAck, t.elapsed());
                     let c = &self.counters.counts;
                     match delivery {
-                        Ok(Delivery::Acked { .. }) => self.counters.add(&c.acked),
-                        Ok(Delivery::Spooled { .. }) => self.counters.add(&c.spooled),
+                        Ok(Delivery::Acked { .. }) => self.counters.published(&c.acked, "acked"),
+                        Ok(Delivery::Spooled { .. }) => {
+                            self.counters.published(&c.spooled, "spooled")
+                        }
                         Err(e) => {
-                            self.counters.add(&c.publish_failed);
+                            self.counters.published(&c.publish_failed, "failed");
                             // The state holds a decision no one else will ever learn: stop
                             // serving from it until it is rebuilt from the durable log.
                             self.flags.diverged.store(true, Ordering::Release);

@@ -1,627 +1,81 @@
-//! The demo: simulated card-network traffic through the authorizer's whole path, with live
-//! figures on screen.
+//! The demo: the real thing, on one machine. Two `authorizer run` daemons (processes), a Kafka-
+//! protocol broker, a private SoftHSM2 token, and the network simulator (`netsim load`) as the
+//! card network's interface device over loopback TCP, with live figures on screen.
 //!
-//! What runs, for real: the ISO 8583 codec (both directions; `ascii` or any dialect), the
-//! authorizer's request pipeline (`authorizer::pipeline`: validation, every chip cryptogram
-//! verified and every ARPC computed inside a private SoftHSM2 token through PKCS#11 on the HSM
-//! pool, the ledger thread and the decision rules, the answer budget), and — with `--brokers`
-//! (what `scripts/demo` does) — the Kafka log on a real broker: the cloud publishes its account and
-//! card events to `account-updates`, authorizer A builds its state by replaying the log, answers
-//! each request only once its event is acknowledged by Kafka (or in the spool), and replica B
-//! follows the log alone; at the end B's state hash must equal A's. The simulated cards check every
-//! ARPC.
+//! What runs: the broker (by default the embedded one, `mock-broker`, which starts in a second;
+//! `--broker tansu` for the real one through `scripts/broker`); the netsim publishes its
+//! population's accounts and cards to `account-updates` (the cloud's side), then listens; daemons
+//! A and B rebuild their state from the log, say ready, dial the netsim and sign on; the netsim
+//! spreads the realistic mix over both links; each daemon verifies every ARQC and computes every
+//! ARPC in the token, decides, publishes the decision (`acks=all`, spool behind it) and answers;
+//! each follows the other's decisions through the log. At the end both must show the same
+//! offsets and the same state hash.
 //!
-//! This file keeps only the simulation and the screen: what the daemon does is the pipeline's.
-//! It also answers the network's 0800 echoes, as the link session will.
-//!
-//! Not yet here: the TCP link to the network's interface device (the requests travel in memory)
-//! and the daemon's own process; their issues come next.
+//! This file orchestrates and shows; the daemons are the binaries a bank runs, and the traffic,
+//! the judging and the latency figures are the netsim's. Must never: use a real key or PAN (the
+//! token holds the public EMV test key, the PAN key is a demo constant).
 
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use authorizer::kafka::{
-    Delivery, Follower, KafkaConfig, LogMetrics, Outbound, Publisher, PublisherConfig,
-    ReplayOptions, ensure_topic, replay, watermarks,
-};
-use authorizer::link::translate::{RequestKind, classify, echo_fields, response_mti};
-use authorizer::pipeline::{CountsSnapshot, EventLog, Pipeline, PipelineConfig, PublishFuture};
-use bytes::Bytes;
 use clap::Parser;
-use hdrhistogram::Histogram;
-use hsm::pkcs11::Pkcs11Verifier;
-use iso8583::{Dialect, Message, response_to};
-use ledger::decide::DecideConfig;
-use ledger::{Counts, LedgerConfig, PanKey, Source, State, StateHash};
-use rdkafka::consumer::BaseConsumer;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use systests::netsim::{Population, Sent, Traffic};
+use hsm::testing::TestToken;
+use systests::stage::{
+    Broker, BrokerKind, DEMO_PAN_KEY_HEX, DaemonSpec, Replica, read_replica, signal,
+    start_netsim_load, write_private,
+};
 
 #[derive(Parser)]
-#[command(about = "Simulated card network traffic through the authorizer, with live figures")]
+#[command(
+    about = "Two authorizer daemons, a broker, a SoftHSM2 token and the network simulator, with live figures"
+)]
 struct Args {
+    /// Stop after this many seconds of traffic (0: until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    seconds: u64,
     /// Accounts (one card each) in the simulated population.
     #[arg(long, default_value_t = 20_000)]
     accounts: usize,
-    /// Stop after this many seconds (0: run until interrupted).
-    #[arg(long, default_value_t = 0)]
-    seconds: u64,
     /// Dialect: `ascii`, `mastercard`, or a dialect file.
     #[arg(long, default_value = "ascii")]
     dialect: String,
-    /// Seed of the traffic generator.
+    /// Requests in flight at most (the netsim's window, over both links).
+    #[arg(long, default_value_t = 64)]
+    in_flight: usize,
+    /// Requests per second (default: as fast as the window allows).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// The traffic mix: `realistic`, `chip` or `magstripe`.
+    #[arg(long, default_value = "realistic")]
+    mix: String,
+    /// Seed of the population and the traffic.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Kafka bootstrap servers (`host:port`). Without it, the log is left out and events are
-    /// applied in memory only.
+    /// Which broker carries the log.
+    #[arg(long, value_enum, default_value_t = BrokerKind::Embedded)]
+    broker: BrokerKind,
+    /// Where the configurations, logs, report and latency plot go (default: a new temporary
+    /// directory, kept at the end and printed).
     #[arg(long)]
-    brokers: Option<String>,
-    /// Time budget for Kafka's acknowledgement of a decision, in milliseconds; past it the event
-    /// goes to the spool and the answer goes out.
-    #[arg(long, default_value_t = 500)]
-    ack_budget_ms: u64,
-    /// Time budget of one HSM call, in milliseconds; past it the answer is the unavailable code.
-    #[arg(long, default_value_t = 1_000)]
-    hsm_budget_ms: u64,
-    /// An answer later than this (milliseconds after the request) is not sent.
-    #[arg(long, default_value_t = 15_000)]
-    answer_budget_ms: u64,
-    /// Requests in flight at most.
-    #[arg(long, default_value_t = 256)]
-    in_flight: usize,
+    work_dir: Option<PathBuf>,
 }
 
-fn now_unix_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// A demo-only PAN key; a bank's comes from a 0600 file or a systemd credential.
-const DEMO_PAN_KEY: [u8; 32] = *b"demo-pan-key-not-for-production!";
-
-#[derive(Default)]
-struct Figures {
-    requests: u64,
-    unanswered: u64,
-    by_kind: BTreeMap<&'static str, u64>,
-    by_code: BTreeMap<String, u64>,
-    arpc_ok: u64,
-    arpc_bad: u64,
-    repeats_same: u64,
-    repeats_different: u64,
-}
-
-/// Without `--brokers`: every event is "durable" at once (the state is in memory only).
-struct MemoryLog {
-    offset: AtomicI64,
-}
-
-impl EventLog for MemoryLog {
-    fn publish(&self, _event: Outbound, _budget: Duration) -> PublishFuture {
-        let offset = self.offset.fetch_add(1, Ordering::Relaxed);
-        Box::pin(async move {
-            Ok(Delivery::Acked {
-                partition: 0,
-                offset,
-            })
-        })
-    }
-}
-
-/// The publisher, with more time for its first send: it sets up the connection and the
-/// idempotent producer id (about a second on tansu), so the budget measures the steady state
-/// instead of spooling the first burst.
-struct WarmingPublisher {
-    publisher: Publisher,
-    warmed: AtomicBool,
-}
-
-impl EventLog for WarmingPublisher {
-    fn publish(&self, event: Outbound, budget: Duration) -> PublishFuture {
-        let budget = if self.warmed.swap(true, Ordering::AcqRel) {
-            budget
-        } else {
-            Duration::from_secs(10)
-        };
-        EventLog::publish(&self.publisher, event, budget)
-    }
-}
-
-/// A request and its answer (`None`: not sent, too late).
-struct Done {
-    sent: Sent,
-    answer: Option<Bytes>,
-    started: Instant,
-}
-
-/// The Kafka side of the demo: the broker's topics, the publisher of A, replica B.
-struct Log {
-    kafka: KafkaConfig,
-    publisher: Publisher,
-    replica_b: Follower<State>,
-    metrics_b: Arc<LogMetrics>,
-    _dead_letters: tokio::sync::mpsc::Receiver<authorizer::kafka::DeadLetter>,
-    _spool_dir: tempfile::TempDir,
-}
+const PREFIX: &str = "demo";
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("demo: {what}: {e}");
     std::process::exit(1)
 }
 
-/// The link session's answer to a network management request (0800 → 0810, DE 39 = 00).
-fn session_answer(dialect: &Dialect, message: &Message) -> Bytes {
-    let mut b = response_to(
-        message,
-        response_mti(message.mti()),
-        echo_fields(message.mti()),
-    );
-    b.set(39, "00");
-    b.encode(dialect).expect("0810")
-}
-
-fn main() {
-    let args = Args::parse();
-    let dialect = match Dialect::builtin(&args.dialect) {
-        Some(d) => d,
-        None => Dialect::load(&args.dialect).unwrap_or_else(|e| fail(&args.dialect, e)),
-    };
-    let pan_key = PanKey(DEMO_PAN_KEY);
-    let start_unix = now_unix_s();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| fail("tokio runtime", e));
-
-    println!("demo: private SoftHSM2 token with the public EMV test keys");
-    let token = hsm::testing::TestToken::with_test_keys();
-    let verifier = Pkcs11Verifier::new(token.config(hsm::testing::test_key_sets()))
-        .unwrap_or_else(|e| fail("HSM", e));
-
-    let mut pop = Population::generate(args.seed, args.accounts, start_unix);
-    let events = pop.cloud_events(&pan_key, start_unix - 60);
-    let (state, log) = match &args.brokers {
-        None => {
-            println!("demo: no --brokers: the cloud's events are applied in memory");
-            let mut state = State::new(LedgerConfig::default());
-            for (_, json) in &events {
-                state
-                    .apply_json(Source::AccountUpdates, json)
-                    .expect("the simulated cloud speaks the contract");
-            }
-            (state, None)
-        }
-        Some(brokers) => {
-            let (state, log) = start_log(&rt, brokers, &events);
-            (state, Some(log))
-        }
-    };
-    println!(
-        "demo: authorizer A ready: {} accounts, {} cards; state hash {}",
-        state.counts().accounts,
-        state.counts().cards,
-        state.state_hash()
-    );
-
-    let event_log: Arc<dyn EventLog> = match &log {
-        Some(log) => Arc::new(WarmingPublisher {
-            publisher: log.publisher.clone(),
-            warmed: AtomicBool::new(false),
-        }),
-        None => Arc::new(MemoryLog {
-            offset: AtomicI64::new(0),
-        }),
-    };
-    let mut config = PipelineConfig::new(dialect.clone(), pan_key, DecideConfig::new("demo-a"));
-    config.ack_budget = Duration::from_millis(args.ack_budget_ms);
-    config.hsm_budget = Duration::from_millis(args.hsm_budget_ms);
-    config.answer_budget = Duration::from_millis(args.answer_budget_ms);
-    let (pipeline, ledger) = Pipeline::start(state, config, Arc::new(verifier), event_log);
-
-    let mut traffic = Traffic::new(args.seed);
-    let mut figures = Figures::default();
-    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
-    let tty = std::io::stdout().is_terminal();
-    let (done_tx, done_rx): (Sender<Done>, Receiver<Done>) = channel();
-    let mut in_flight = 0usize;
-    let started = Instant::now();
-    let mut last_print = Instant::now();
-    let mut last_requests = 0u64;
-
-    let finish = |d: Done,
-                  traffic: &mut Traffic,
-                  pop: &Population,
-                  f: &mut Figures,
-                  latency_us: &mut Histogram<u64>| {
-        latency_us.saturating_record(d.started.elapsed().as_micros().max(1) as u64);
-        let kind = d.sent.kind;
-        f.requests += 1;
-        *f.by_kind.entry(kind.name()).or_default() += 1;
-        let Some(answer) = d.answer else {
-            f.unanswered += 1;
-            return;
-        };
-        let answer = Message::decode(&dialect, answer).expect("the answer decodes");
-        let checked = traffic.observe(pop, d.sent, &answer);
-        *f.by_code
-            .entry(String::from_utf8_lossy(&checked.response_code).into_owned())
-            .or_default() += 1;
-        match checked.arpc_ok {
-            Some(true) => f.arpc_ok += 1,
-            Some(false) => f.arpc_bad += 1,
-            None => {}
-        }
-        match checked.repeat_consistent {
-            Some(true) => f.repeats_same += 1,
-            Some(false) => f.repeats_different += 1,
-            None => {}
-        }
-    };
-
-    loop {
-        let now = now_unix_s();
-        let sent = traffic.next(&mut pop, &dialect, now);
-        let t0 = Instant::now();
-        let message = match Message::decode(&dialect, sent.frame.clone()) {
-            Ok(m) => m,
-            Err(e) => panic!("the simulator sent an undecodable frame: {e}"),
-        };
-        if classify(message.mti()) == Some(RequestKind::NetworkManagement) {
-            let answer = session_answer(&dialect, &message);
-            let done = Done {
-                sent,
-                answer: Some(answer),
-                started: t0,
-            };
-            finish(done, &mut traffic, &pop, &mut figures, &mut latency_us);
-        } else {
-            let answer = pipeline.handle(message);
-            let tx = done_tx.clone();
-            in_flight += 1;
-            rt.spawn(async move {
-                let answer = answer.await;
-                let _ = tx.send(Done {
-                    sent,
-                    answer,
-                    started: t0,
-                });
-            });
-        }
-        // Answers as they come; wait when the window is full.
-        while in_flight > 0 {
-            let d = if in_flight >= args.in_flight {
-                done_rx.recv().ok()
-            } else {
-                done_rx.try_recv().ok()
-            };
-            let Some(d) = d else { break };
-            in_flight -= 1;
-            finish(d, &mut traffic, &pop, &mut figures, &mut latency_us);
-        }
-        if last_print.elapsed() >= Duration::from_secs(1) {
-            let rate =
-                (figures.requests - last_requests) as f64 / last_print.elapsed().as_secs_f64();
-            let lag_b = log.as_ref().map(|l| l.metrics_b.snapshot().total_lag());
-            let (counts, hash) = rt
-                .block_on(pipeline.inspect(|s| (s.counts(), s.state_hash())))
-                .expect("the ledger thread runs");
-            let screen = Screen {
-                f: &figures,
-                lat: &latency_us,
-                p: &pipeline.counters().counts.snapshot(),
-                counts,
-                hash,
-            };
-            print_figures(&screen, rate, started.elapsed(), lag_b, tty);
-            last_print = Instant::now();
-            last_requests = figures.requests;
-            if args.seconds > 0 && started.elapsed() >= Duration::from_secs(args.seconds) {
-                break;
-            }
-        }
-    }
-    while in_flight > 0 {
-        let d = done_rx.recv().expect("in-flight answers arrive");
-        in_flight -= 1;
-        finish(d, &mut traffic, &pop, &mut figures, &mut latency_us);
-    }
-    let p = pipeline.counters().counts.snapshot();
-    drop(pipeline);
-    let state_a = ledger.stop();
-    let mut ok = figures.arpc_bad == 0
-        && figures.repeats_different == 0
-        && p.unavailable_hsm_error == 0
-        && p.publish_failed == 0;
-    println!(
-        "demo: {} requests; ARPCs accepted by the cards {}/{}; repeats answered identically {}/{}; not answered in time {}",
-        figures.requests,
-        figures.arpc_ok,
-        figures.arpc_ok + figures.arpc_bad,
-        figures.repeats_same,
-        figures.repeats_same + figures.repeats_different,
-        figures.unanswered,
-    );
-    if let Some(log) = log {
-        ok &= converge(&rt, log, &state_a);
-    }
-    println!(
-        "demo: {}",
-        if ok {
-            "all checks passed"
-        } else {
-            "CHECKS FAILED"
-        }
-    );
-    drop(token);
-    if !ok {
-        std::process::exit(1);
-    }
-}
-
-/// The cloud publishes the population to `account-updates`; returns how many events.
-fn cloud_publishes(kafka: &KafkaConfig, events: &[(String, Vec<u8>)]) -> usize {
-    let producer: BaseProducer = kafka
-        .client_config()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "20")
-        .create()
-        .unwrap_or_else(|e| fail("cloud producer", e));
-    for (key, value) in events {
-        let mut record = BaseRecord::to(&kafka.account_updates_topic)
-            .key(key.as_str())
-            .payload(value.as_slice());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(50));
-                }
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(120))
-        .unwrap_or_else(|e| fail("cloud producer flush", e));
-    events.len()
-}
-
-/// Creates the topics, publishes the cloud's events, replays them into A, starts replica B and
-/// the publisher.
-fn start_log(
-    rt: &tokio::runtime::Runtime,
-    brokers: &str,
-    events: &[(String, Vec<u8>)],
-) -> (State, Log) {
-    let mut kafka = KafkaConfig::new(brokers);
-    // Each run on its own topics, so a broker can be reused.
-    let run = format!("demo-{}", std::process::id());
-    kafka.account_updates_topic = format!("{run}.account-updates");
-    kafka.authorizations_topic = format!("{run}.authorizations");
-    kafka.dead_letter_topic = format!("{run}.account-updates.dlq");
-    rt.block_on(async {
-        for (topic, partitions) in [
-            (&kafka.account_updates_topic, 4),
-            (&kafka.authorizations_topic, 4),
-            (&kafka.dead_letter_topic, 1),
-        ] {
-            ensure_topic(&kafka, topic, partitions)
-                .await
-                .unwrap_or_else(|e| fail("create topics", e));
-        }
-    });
-    let t = Instant::now();
-    let n = cloud_publishes(&kafka, events);
-    println!(
-        "demo: the cloud published {n} account and card events to {} in {} ms",
-        kafka.account_updates_topic,
-        t.elapsed().as_millis()
-    );
-    let mut a = kafka.clone();
-    a.client_id = "demo-authorizer-a".into();
-    let report = replay(
-        &a,
-        &ReplayOptions::from_beginning(&a),
-        State::new(LedgerConfig::default()),
-        Arc::new(LogMetrics::default()),
-    )
-    .unwrap_or_else(|e| fail("replay", e));
-    println!(
-        "demo: authorizer A replayed {} events from Kafka in {} ms",
-        report.progress.applied,
-        report.replay_elapsed.as_millis()
-    );
-    let _guard = rt.enter();
-    let spool_dir = tempfile::tempdir().unwrap_or_else(|e| fail("spool dir", e));
-    let publisher = Publisher::open(
-        &a,
-        PublisherConfig::new(spool_dir.path()),
-        Arc::new(LogMetrics::default()),
-    )
-    .unwrap_or_else(|e| fail("publisher", e));
-    let mut b = kafka.clone();
-    b.client_id = "demo-replica-b".into();
-    let metrics_b = Arc::new(LogMetrics::default());
-    let (dlq_tx, dlq_rx) = tokio::sync::mpsc::channel(1024);
-    let replica_b = Follower::start(
-        &b,
-        &ReplayOptions::from_beginning(&b),
-        State::new(LedgerConfig::default()),
-        dlq_tx,
-        metrics_b.clone(),
-    )
-    .unwrap_or_else(|e| fail("replica B", e));
-    drop(_guard);
-    (
-        report.state,
-        Log {
-            kafka,
-            publisher,
-            replica_b,
-            metrics_b,
-            _dead_letters: dlq_rx,
-            _spool_dir: spool_dir,
-        },
-    )
-}
-
-/// Waits until every event is in Kafka and replica B has read it all, then compares B's state
-/// hash with A's.
-fn converge(rt: &tokio::runtime::Runtime, log: Log, a: &State) -> bool {
-    let drained = rt.block_on(log.publisher.wait_drained(Duration::from_secs(60)));
-    let consumer: BaseConsumer = log
-        .kafka
-        .client_config()
-        .create()
-        .unwrap_or_else(|e| fail("watermark consumer", e));
-    let mut ends = BTreeMap::new();
-    for topic in [
-        &log.kafka.account_updates_topic,
-        &log.kafka.authorizations_topic,
-    ] {
-        for (tp, (_, high)) in
-            watermarks(&consumer, &log.kafka, topic).unwrap_or_else(|e| fail("watermarks", e))
-        {
-            ends.insert(tp, high);
-        }
-    }
-    let (_, caught_up) = log.replica_b.wait_until(Duration::from_secs(60), |v| {
-        ends.iter()
-            .all(|(tp, high)| *high == 0 || v.offsets.get(tp).is_some_and(|next| next >= high))
-    });
-    let b = log.replica_b.stop();
-    let same = b.state_hash() == a.state_hash();
-    println!(
-        "demo: spool drained {drained}; replica B caught up {caught_up}; state hash A {} B {} {}",
-        a.state_hash(),
-        b.state_hash(),
-        if same {
-            "(equal: the replicas converged)"
-        } else {
-            "(DIFFERENT)"
-        }
-    );
-    rt.block_on(log.publisher.close());
-    drained && caught_up && same
-}
-
-/// What the screen shows besides the rates.
-struct Screen<'a> {
-    f: &'a Figures,
-    lat: &'a Histogram<u64>,
-    p: &'a CountsSnapshot,
-    counts: Counts,
-    hash: StateHash,
-}
-
-fn print_figures(s: &Screen<'_>, rate: f64, elapsed: Duration, lag_b: Option<i64>, tty: bool) {
-    let (f, lat, p, counts) = (s.f, s.lat, s.p, s.counts);
-    let events = p.acked + p.spooled;
-    let unavailable = p.unavailable_hsm_timeout
-        + p.unavailable_hsm_error
-        + p.unavailable_queue_full
-        + p.unavailable_not_durable
-        + p.unavailable_not_ready
-        + p.unavailable_ledger;
-    let codes: Vec<String> = f.by_code.iter().map(|(c, n)| format!("{c}:{n}")).collect();
-    if !tty {
-        println!(
-            "t={:>4}s req={} rate={:.0}/s p50={}us p99={}us codes[{}] hsm ok={} bad={} arpc ok={} bad={} unavailable={} late={} kafka acked={} spooled={} lagB={} holds={}",
-            elapsed.as_secs(),
-            f.requests,
-            rate,
-            lat.value_at_quantile(0.5),
-            lat.value_at_quantile(0.99),
-            codes.join(" "),
-            p.hsm_verified,
-            p.hsm_rejected,
-            f.arpc_ok,
-            f.arpc_bad,
-            unavailable,
-            p.late,
-            p.acked,
-            p.spooled,
-            lag_b.map_or("-".into(), |l| l.to_string()),
-            counts.holds
-        );
-        return;
-    }
-    let mut out = String::new();
-    out.push_str("\x1b[2J\x1b[H");
-    out.push_str(
-        "authorizer demo — simulated network → ISO 8583 → pipeline (SoftHSM2 → ledger → Kafka) → answer\n\n",
-    );
-    out.push_str(&format!(
-        "  running {:>5} s   requests {:>9}   rate {:>8.0} /s\n",
-        elapsed.as_secs(),
-        f.requests,
-        rate
-    ));
-    out.push_str(&format!(
-        "  latency, request in → answer out (after Kafka's ack)  p50 {} µs  p99 {} µs  max {} µs\n\n",
-        lat.value_at_quantile(0.5),
-        lat.value_at_quantile(0.99),
-        lat.max()
-    ));
-    out.push_str("  requests by kind                      answers by DE 39\n");
-    let kinds: Vec<_> = f.by_kind.iter().collect();
-    let codes: Vec<_> = f.by_code.iter().collect();
-    for i in 0..kinds.len().max(codes.len()) {
-        let k = kinds
-            .get(i)
-            .map(|(k, n)| format!("{k:<20} {n:>9}"))
-            .unwrap_or_default();
-        let c = codes
-            .get(i)
-            .map(|(c, n)| format!("{c} {:<22} {n:>9}", code_name(c)))
-            .unwrap_or_default();
-        out.push_str(&format!("    {k:<34}  {c}\n"));
-    }
-    out.push_str(&format!(
-        "\n  HSM (PKCS#11, SoftHSM2): ARQC verified {}  rejected {}  late {}  errors {}\n",
-        p.hsm_verified, p.hsm_rejected, p.unavailable_hsm_timeout, p.unavailable_hsm_error
-    ));
-    out.push_str(&format!(
-        "  cards checking the ARPC: accepted {}  refused {}\n",
-        f.arpc_ok, f.arpc_bad
-    ));
-    out.push_str(&format!(
-        "  repeats answered identically: {} of {}\n",
-        f.repeats_same,
-        f.repeats_same + f.repeats_different
-    ));
-    out.push_str(&format!(
-        "  answered unavailable {}   not answered in time {}\n",
-        unavailable, p.late
-    ));
-    match lag_b {
-        Some(lag) => out.push_str(&format!(
-            "  Kafka: events {}  acknowledged {}  spooled {}  failed {}   replica B lag {}\n",
-            events, p.acked, p.spooled, p.publish_failed, lag
-        )),
-        None => out.push_str(&format!(
-            "  Kafka: not connected (no --brokers); {} events applied in memory\n",
-            events
-        )),
-    }
-    out.push_str(&format!(
-        "  ledger A: {} accounts, {} cards, {} hold records\n  state hash {}\n",
-        counts.accounts, counts.cards, counts.holds, s.hash
-    ));
-    out.push_str("\n  Ctrl-C to stop\n");
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(out.as_bytes());
-    let _ = stdout.flush();
+/// `key=value` fields of a netsim live line (`t=3 req=.. tps=.. p50=..us ..`).
+fn fields(line: &str) -> BTreeMap<&str, &str> {
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .collect()
 }
 
 fn code_name(code: &str) -> &'static str {
@@ -638,5 +92,295 @@ fn code_name(code: &str) -> &'static str {
         "91" => "issuer unavailable",
         "94" => "duplicate transmission",
         _ => "",
+    }
+}
+
+fn screen(
+    args: &Args,
+    elapsed: Duration,
+    live: &str,
+    replicas: &[(&str, Replica)],
+    broker: &str,
+    tty: bool,
+) {
+    let f = fields(live);
+    let codes = live
+        .split_once("codes[")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map_or("", |(c, _)| c);
+    if !tty {
+        let rs: Vec<String> = replicas
+            .iter()
+            .map(|(n, r)| {
+                format!(
+                    "{n}[links={} acked={:.0} spooled={:.0} lag={:.0} hash={}]",
+                    r.links,
+                    r.acked,
+                    r.spooled,
+                    r.lag,
+                    r.hash.get(..8).unwrap_or("-")
+                )
+            })
+            .collect();
+        println!("{live} {}", rs.join(" "));
+        return;
+    }
+    let get = |k: &str| f.get(k).copied().unwrap_or("-");
+    let mut out = String::from("\x1b[2J\x1b[H");
+    out.push_str(&format!(
+        "authorizer demo: netsim (the network's interface device) → TCP → 2 authorizer daemons → SoftHSM2, Kafka ({broker})\n\n"
+    ));
+    out.push_str(&format!(
+        "  running {:>4} s   mix {}   dialect {}   requests sent {}   answers/s {}\n",
+        elapsed.as_secs(),
+        args.mix,
+        args.dialect,
+        get("req"),
+        get("tps"),
+    ));
+    out.push_str(&format!(
+        "  latency, netsim send → answer (after Kafka's ack): p50 {}   p99 {}   in flight {}   unanswered {}\n\n",
+        get("p50"),
+        get("p99"),
+        get("in_flight"),
+        get("unanswered"),
+    ));
+    out.push_str("  answers by DE 39\n");
+    for c in codes.split_whitespace() {
+        if let Some((code, n)) = c.split_once(':') {
+            out.push_str(&format!("    {code} {:<24} {n:>9}\n", code_name(code)));
+        }
+    }
+    out.push_str(
+        "\n  daemon   ready  link         answered   Kafka acked   spooled  failed  spool  lag   holds   state hash\n",
+    );
+    for (name, r) in replicas {
+        out.push_str(&format!(
+            "  {name:<8} {:<6} {:<12} {:>8.0}   {:>11.0}   {:>7.0}  {:>6.0}  {:>5}  {:>4.0}  {:>6}   {}\n",
+            if r.ready { "yes" } else { "no" },
+            r.links,
+            r.answered,
+            r.acked,
+            r.spooled,
+            r.failed,
+            r.spool,
+            r.lag,
+            r.holds,
+            r.hash.get(..16).unwrap_or("-"),
+        ));
+    }
+    out.push_str("\n  Ctrl-C to stop\n");
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn main() {
+    let args = Args::parse();
+    let dir = match &args.work_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).unwrap_or_else(|e| fail("work dir", e));
+            d.clone()
+        }
+        None => tempfile::Builder::new()
+            .prefix("authorizer-demo-")
+            .tempdir()
+            .unwrap_or_else(|e| fail("work dir", e))
+            .keep(),
+    };
+    println!(
+        "demo: files (configurations, logs, report, plot) in {}",
+        dir.display()
+    );
+
+    let broker = Broker::start(args.broker, PREFIX).unwrap_or_else(|e| fail("broker", e));
+    let broker_name = args.broker.name();
+    println!("demo: broker ({broker_name}) at {}", broker.addr);
+
+    println!("demo: private SoftHSM2 token with the public EMV test key under every profile");
+    let token = TestToken::with_test_keys();
+    write_private(&dir.join("pan.key"), &format!("{DEMO_PAN_KEY_HEX}\n"))
+        .unwrap_or_else(|e| fail("pan key", e));
+
+    // The netsim: publishes the population, then listens.
+    let seconds = if args.seconds == 0 {
+        86_400
+    } else {
+        args.seconds
+    };
+    let report = dir.join("netsim-report.json");
+    let plot = dir.join("latency.svg");
+    let mut netsim_args: Vec<String> = [
+        "--seed",
+        &args.seed.to_string(),
+        "--accounts",
+        &args.accounts.to_string(),
+        "--in-flight",
+        &args.in_flight.to_string(),
+        "--seconds",
+        &seconds.to_string(),
+        "--mix",
+        &args.mix,
+        "--wait-connections",
+        "2",
+        "--report-json",
+        &report.display().to_string(),
+        "--plot",
+        &plot.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(rate) = args.rate {
+        netsim_args.extend(["--rate".to_owned(), rate.to_string()]);
+    }
+    let (mut netsim, device, netsim_lines) =
+        start_netsim_load(&broker, PREFIX, &dir, &args.dialect, &netsim_args)
+            .unwrap_or_else(|e| fail("netsim", e));
+    println!("demo: the netsim published its population and listens on {device}");
+
+    // The daemons.
+    let mut daemons = Vec::new();
+    let t = Instant::now();
+    for name in ["auth-a", "auth-b"] {
+        let spec = DaemonSpec {
+            name,
+            dialect: &args.dialect,
+            device: &device,
+            broker: &broker,
+            prefix: PREFIX,
+            token: &token,
+            dir: &dir,
+            ack_budget_ms: 1000,
+        };
+        daemons.push(spec.start().unwrap_or_else(|e| fail(name, e)));
+    }
+    for d in &mut daemons {
+        d.wait_ready(Duration::from_secs(600))
+            .unwrap_or_else(|e| fail(&d.name, e));
+        println!(
+            "demo: {} ready after {} ms (state rebuilt from the log)",
+            d.name,
+            t.elapsed().as_millis()
+        );
+    }
+
+    // Live figures until the netsim is done or Ctrl-C.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail("tokio", e));
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        rt.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::Release);
+            }
+        });
+    }
+    let tty = std::io::stdout().is_terminal();
+    let started = Instant::now();
+    let mut live = String::new();
+    let mut netsim_exit = None;
+    let mut netsim_out = Vec::new();
+    loop {
+        rt.block_on(tokio::time::sleep(Duration::from_secs(1)));
+        while let Ok(l) = netsim_lines.try_recv() {
+            if l.starts_with("t=") {
+                live = l;
+            } else {
+                netsim_out.push(l);
+            }
+        }
+        let replicas: Vec<(&str, Replica)> = daemons
+            .iter()
+            .map(|d| (d.name.as_str(), read_replica(&d.admin)))
+            .collect();
+        if !live.is_empty() {
+            screen(&args, started.elapsed(), &live, &replicas, broker_name, tty);
+        }
+        if let Ok(Some(status)) = netsim.try_wait() {
+            netsim_exit = status.code();
+            break;
+        }
+        if interrupted.load(std::sync::atomic::Ordering::Acquire) {
+            println!("demo: interrupted: stopping the traffic");
+            signal(&netsim, "TERM");
+            let _ = netsim.wait();
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(l) = netsim_lines.try_recv() {
+        if !l.starts_with("t=") {
+            netsim_out.push(l);
+        }
+    }
+    for l in &netsim_out {
+        if l.starts_with("load:") || l.contains("plot") {
+            println!("{l}");
+        }
+    }
+
+    // Convergence: both replicas at the same offsets (every event of both in the log and read by
+    // both), then their state hashes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (a, b) = loop {
+        let a = read_replica(&daemons[0].admin);
+        let b = read_replica(&daemons[1].admin);
+        let settled = a.offsets == b.offsets && a.spool == 0 && b.spool == 0 && a.lag == 0.0;
+        if settled || Instant::now() >= deadline {
+            break (a, b);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let same_offsets = a.offsets == b.offsets;
+    let same_hash = same_offsets && a.hash == b.hash && !a.hash.is_empty();
+    println!(
+        "demo: Kafka acknowledged A {:.0} + B {:.0} events, spooled {:.0} + {:.0}, failed {:.0} + {:.0}",
+        a.acked, b.acked, a.spooled, b.spooled, a.failed, b.failed
+    );
+    println!(
+        "demo: offsets equal {same_offsets}; state hash A {} B {} {}",
+        a.hash,
+        b.hash,
+        if same_hash {
+            "(equal: the replicas converged)"
+        } else {
+            "(DIFFERENT)"
+        }
+    );
+
+    // Stop the daemons (graceful: sign off, answer what is in flight, drain the spool).
+    let mut clean = true;
+    for d in &daemons {
+        signal(&d.child, "TERM");
+    }
+    for d in &mut daemons {
+        let status = d.child.wait().ok();
+        clean &= status.is_some_and(|s| s.success());
+        println!(
+            "demo: {} stopped ({}); its log: {}",
+            d.name,
+            status.map_or("?".into(), |s| s.to_string()),
+            d.log.display()
+        );
+    }
+    drop(broker);
+    drop(token);
+    let traffic_ok =
+        interrupted.load(std::sync::atomic::Ordering::Acquire) || netsim_exit == Some(0);
+    let ok = traffic_ok && same_hash && clean && a.failed == 0.0 && b.failed == 0.0;
+    println!(
+        "demo: {}",
+        if ok {
+            "all checks passed"
+        } else {
+            "CHECKS FAILED"
+        }
+    );
+    if !ok {
+        std::process::exit(1);
     }
 }

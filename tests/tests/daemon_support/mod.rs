@@ -7,8 +7,8 @@
 //! binary (stopped when it exits). Never skips for want of a part.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -287,11 +287,7 @@ pub struct Daemon {
     pub stderr_path: PathBuf,
 }
 
-/// One HTTP answer of the admin server.
-pub struct Answer {
-    pub status: u16,
-    pub body: String,
-}
+pub use systests::admin_http::Answer;
 
 impl Daemon {
     pub fn pid(&self) -> u32 {
@@ -383,20 +379,7 @@ impl Drop for Daemon {
     }
 }
 
-/// `GET path` over HTTP/1.0 on `addr`.
-pub fn get(addr: &str, path: &str) -> Option<Answer> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some(Answer {
-        status,
-        body: body.to_owned(),
-    })
-}
+pub use systests::admin_http::get;
 
 /// Runs `authorizer` with `args` to completion (tools, `run` expected to fail at once).
 pub fn authorizer(args: &[&str], softhsm2_conf: &Path) -> std::process::Output {
@@ -445,7 +428,10 @@ impl Netsim {
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if tx.send(line).is_err() {
                     break;
                 }
