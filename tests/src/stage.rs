@@ -179,6 +179,15 @@ impl Broker {
         }
     }
 
+    /// A broker someone else runs (tansu, or any Kafka): the daemons create the topics.
+    pub fn external(addr: &str) -> Broker {
+        Broker {
+            kind: BrokerKind::Tansu,
+            addr: addr.to_owned(),
+            child: None,
+        }
+    }
+
     /// Whether the daemons must create the topics (`kafka.create_topics`).
     pub fn create_topics(&self) -> bool {
         self.kind == BrokerKind::Tansu

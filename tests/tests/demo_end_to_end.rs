@@ -1,31 +1,20 @@
-//! End to end through every real part the project has so far: the demo binary with a real
-//! tansu broker (started by `scripts/broker`) and a private SoftHSM2 token. It must answer
-//! every request, have every ARPC accepted by the simulated cards, answer repeats identically,
-//! and end with replica B (built from Kafka alone) at the same state hash as authorizer A.
+//! The README's demo, end to end: the `demo` binary sets up a broker, a SoftHSM2 token, two
+//! `authorizer run` daemons and the netsim in load mode, and must end with every request
+//! answered, every ARPC accepted by the simulated cards, both daemons stopped cleanly and their
+//! state hashes equal ("all checks passed"). Once on the real broker (tansu), once on the
+//! embedded one in the other dialect.
+
+mod daemon_support;
 
 use std::path::Path;
 use std::process::Command;
 
-fn broker() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/broker");
-    let out = Command::new(script)
-        .args(["start", "--watch-pid", &std::process::id().to_string()])
-        .output()
-        .expect("run scripts/broker");
-    assert!(
-        out.status.success(),
-        "scripts/broker start failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("BROKER=").map(str::to_owned))
-        .expect("scripts/broker prints BROKER=host:port")
-}
-
 fn run_demo(extra: &[&str]) -> String {
+    // The demo starts the daemons from the binaries next to it.
+    daemon_support::authorizer_bin();
     let out = Command::new(env!("CARGO_BIN_EXE_demo"))
-        .args(["--seconds", "3", "--accounts", "500"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args(["--seconds", "4", "--accounts", "500"])
         .args(extra)
         .output()
         .expect("run the demo");
@@ -38,28 +27,28 @@ fn run_demo(extra: &[&str]) -> String {
     stdout
 }
 
-#[test]
-fn demo_through_kafka_and_softhsm_converges() {
-    let brokers = broker();
-    let out = run_demo(&["--brokers", &brokers]);
-    assert!(out.contains("all checks passed"), "{out}");
-    assert!(out.contains("(equal: the replicas converged)"), "{out}");
-    assert!(out.contains("replica B caught up true"), "{out}");
-    // traffic flowed: some approvals, every chip answer's ARPC checked by a card
+fn answered(out: &str) -> u64 {
     let line = out
         .lines()
-        .find(|l| l.starts_with("demo: ") && l.contains("requests; ARPCs accepted"))
-        .expect("summary line");
-    let requests: u64 = line["demo: ".len()..]
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("request count");
-    assert!(requests > 100, "{line}");
+        .find(|l| l.starts_with("load: ") && l.contains("requests"))
+        .unwrap_or_else(|| panic!("no load summary in\n{out}"));
+    line.split(", ")
+        .find_map(|part| part.strip_suffix(" answered"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no answered count in {line}"))
 }
 
 #[test]
-fn demo_in_memory_in_the_mastercard_dialect() {
+fn demo_on_two_daemons_and_tansu_converges() {
+    let out = run_demo(&["--broker", "tansu"]);
+    assert!(out.contains("all checks passed"), "{out}");
+    assert!(out.contains("(equal: the replicas converged)"), "{out}");
+    assert!(answered(&out) > 100, "{out}");
+}
+
+#[test]
+fn demo_on_the_embedded_broker_in_the_mastercard_dialect() {
     let out = run_demo(&["--dialect", "mastercard"]);
     assert!(out.contains("all checks passed"), "{out}");
+    assert!(answered(&out) > 100, "{out}");
 }

@@ -25,6 +25,9 @@ use systests::stage::{
 struct Args {
     #[arg(long, value_enum, default_value_t = BrokerKind::Embedded)]
     broker: BrokerKind,
+    /// A running broker to use instead (`host:port`; the daemon creates its topics there).
+    #[arg(long)]
+    brokers: Option<String>,
     /// `magstripe`, `chip` or `realistic`.
     #[arg(long, default_value = "magstripe")]
     mix: String,
@@ -56,7 +59,10 @@ fn main() {
         .prefix("authorizer-bench-")
         .tempdir()
         .unwrap_or_else(|e| fail("work dir", e));
-    let broker = Broker::start(args.broker, &prefix).unwrap_or_else(|e| fail("broker", e));
+    let broker = match &args.brokers {
+        Some(addr) => Broker::external(addr),
+        None => Broker::start(args.broker, &prefix).unwrap_or_else(|e| fail("broker", e)),
+    };
     let token = TestToken::with_test_keys();
     write_private(
         &dir.path().join("pan.key"),
@@ -113,7 +119,7 @@ fn main() {
     let l = &r["latency_us"];
     println!(
         "daemon-bench: broker={} mix={} in_flight={} rate={} seconds={} answered={} unanswered={} tps={:.0} p50_us={} p99_us={} p999_us={} max_us={} daemon_cpu_s={:.2} daemon_cpu_us_per_request={:.1} kafka_acked={:.0} spooled={:.0} netsim_exit={} daemon_clean_stop={}",
-        args.broker.name().replace(' ', "_"),
+        broker.kind.name().replace(' ', "_"),
         args.mix,
         args.in_flight,
         args.rate.map_or("max".into(), |r| r.to_string()),
