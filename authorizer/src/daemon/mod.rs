@@ -184,11 +184,26 @@ async fn daemon(config: Config, notifier: Notifier) -> Result<(), String> {
                 config.state.dir.display()
             )
         })?;
+    // Decisions a previous run left in the spool are not in Kafka yet: the state rebuilt from
+    // the log would lack their holds. They go to Kafka first, and the watermarks of the catch-up
+    // are taken after, so that the state holds them.
     if publisher.spool_depth() > 0 {
         tracing::info!(
             events = publisher.spool_depth(),
-            "the spool holds events of a previous run; they are sent to Kafka"
+            "the spool holds events of a previous run; sending them to Kafka before the catch-up"
         );
+        loop {
+            notifier.status(&format!(
+                "sending {} spooled events to Kafka before the catch-up",
+                publisher.spool_depth()
+            ));
+            tokio::select! {
+                drained = publisher.wait_drained(Duration::from_secs(1)) => if drained { break },
+                _ = sigterm.recv() => { publisher.close().await; return Ok(()); }
+                _ = sigint.recv() => { publisher.close().await; return Ok(()); }
+            }
+        }
+        tracing::info!("the spool is empty: every event of the previous run is in Kafka");
     }
     let (dead_letters, dlq_tx) = DeadLetterWriter::spawn(&kafka, log_metrics.clone())
         .map_err(|e| format!("kafka: dead-letter writer: {e}"))?;
