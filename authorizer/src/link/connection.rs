@@ -216,6 +216,11 @@ async fn serve<H: RequestHandler>(
     let mut codec = LengthPrefixed::new(config.session.max_frame_bytes);
     let mut read_buf = BytesMut::with_capacity(8 * 1024);
     session.connected(now());
+    // One timer for the session's next deadline, moved rather than made anew on every turn of
+    // the loop (a new timer per frame costs a timer-wheel insert and removal per request).
+    let timer = tokio::time::sleep(std::time::Duration::ZERO);
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
         while let Some(action) = session.poll_action() {
             match action {
@@ -256,6 +261,12 @@ async fn serve<H: RequestHandler>(
             }
         }
         let deadline = session.next_deadline().map(Instant::from_std);
+        if let Some(at) = deadline
+            && armed != Some(at)
+        {
+            timer.as_mut().reset(at);
+            armed = Some(at);
+        }
         tokio::select! {
             changed = shutdown.changed(), if !session.is_stopping() => {
                 if changed.is_err() || *shutdown.borrow() {
@@ -272,7 +283,11 @@ async fn serve<H: RequestHandler>(
                     return None;
                 }
             },
-            _ = sleep_until(deadline), if deadline.is_some() => session.tick(now()),
+            () = &mut timer, if deadline.is_some() => {
+                // Fired: the next deadline (even the same instant again) re-arms it.
+                armed = None;
+                session.tick(now());
+            }
             written = &mut writer => {
                 // The writer only ends early on a failed or stuck write: the connection is gone.
                 if let Ok(Err(e)) = written {
@@ -282,13 +297,6 @@ async fn serve<H: RequestHandler>(
                 return None;
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -502,6 +502,16 @@ impl Netsim {
         }
     }
 
+    /// Sends `signal` (a `kill -s` name) to the netsim.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .args(["-s", signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {signal} failed");
+    }
+
     /// Everything it printed, one line each.
     pub fn output(&self) -> String {
         self.seen.join("\n")
