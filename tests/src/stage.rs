@@ -214,6 +214,8 @@ pub struct DaemonSpec<'a> {
     /// Holds `pan.key`; the daemon's configuration, log and `state-NAME/` go there too.
     pub dir: &'a Path,
     pub ack_budget_ms: u64,
+    /// The producer's `kafka.linger_ms` (the daemon's default is 0).
+    pub linger_ms: u64,
 }
 
 impl DaemonSpec<'_> {
@@ -250,6 +252,7 @@ account_updates_topic = "{prefix}.account-updates"
 authorizations_topic = "{prefix}.authorizations"
 dead_letter_topic = "{prefix}.account-updates.dlq"
 ack_budget_ms = {ack}
+linger_ms = {linger}
 create_topics = {create}
 partitions = 4
 
@@ -276,6 +279,7 @@ listen = "{admin}"
             broker = self.broker.addr,
             prefix = self.prefix,
             ack = self.ack_budget_ms,
+            linger = self.linger_ms,
             create = self.broker.create_topics(),
             module = self.token.module().path().display(),
             token = self.token.label(),

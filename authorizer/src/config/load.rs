@@ -307,7 +307,7 @@ fn kafka(
     let partitions = s.integer_in(e, "partitions", 3, 1..=10_000) as i32;
     let request_timeout_ms = s.integer_in(e, "request_timeout_ms", 10_000, 1..=10 * MINUTE_MS);
     let message_timeout_ms = s.integer_in(e, "message_timeout_ms", 30_000, 1..=HOUR_MS);
-    let linger_ms = s.integer_in(e, "linger_ms", 1, 0..=1_000);
+    let linger_ms = s.integer_in(e, "linger_ms", 0, 0..=1_000);
     let spool_bytes_max = s.integer_in(e, "spool_bytes_max", 1 << 30, (1 << 20)..=i64::MAX) as u64;
 
     let mut props = Vec::new();

@@ -78,7 +78,7 @@ impl PublisherConfig {
             spool_bytes_max: 1 << 30,
             spool_reserve: Duration::from_millis(50),
             message_timeout: Duration::from_secs(30),
-            linger: Duration::from_millis(1),
+            linger: Duration::ZERO,
             drain_window: 512,
             drain_backoff_max: Duration::from_secs(2),
         }

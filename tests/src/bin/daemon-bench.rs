@@ -45,6 +45,9 @@ struct Args {
     /// The daemon's `kafka.ack_budget_ms`.
     #[arg(long, default_value_t = 1000)]
     ack_budget_ms: u64,
+    /// The daemon's `kafka.linger_ms`.
+    #[arg(long, default_value_t = 0)]
+    linger_ms: u64,
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
@@ -97,6 +100,7 @@ fn main() {
         token: &token,
         dir: dir.path(),
         ack_budget_ms: args.ack_budget_ms,
+        linger_ms: args.linger_ms,
     };
     let mut daemon = spec.start().unwrap_or_else(|e| fail("daemon", e));
     daemon

@@ -252,6 +252,7 @@ fn main() {
             token: &token,
             dir: &dir,
             ack_budget_ms: 1000,
+            linger_ms: 0,
         };
         daemons.push(spec.start().unwrap_or_else(|e| fail(name, e)));
     }
