@@ -301,6 +301,24 @@ impl Device {
         send_on(&mut inner, id, request)
     }
 
+    /// Sends `request` on connection `id` when it is open and signed on, otherwise as
+    /// [`Device::send_any`] does.
+    pub fn send_preferring(
+        &self,
+        id: u64,
+        request: &Message,
+    ) -> Result<(u64, oneshot::Receiver<Answered>), SendError> {
+        let mut inner = self.lock();
+        if inner
+            .by_id(id)
+            .is_some_and(|c| c.state == SessionState::SignedOn)
+        {
+            return send_on(&mut inner, id, request).map(|rx| (id, rx));
+        }
+        drop(inner);
+        self.send_any(request)
+    }
+
     /// Sends `request` on the next signed-on connection, round-robin; returns which connection
     /// and the receiver of its answer.
     pub fn send_any(

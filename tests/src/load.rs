@@ -5,7 +5,8 @@
 //! hdrhistogram.
 //!
 //! Requests are spread round-robin over every signed-on connection of the device (several
-//! daemons, or several links of one), and the figures are also kept per connection. Optionally
+//! daemons, or several links of one), a repeat or a reversal going to the connection its
+//! original was answered on while that one is open, and the figures are also kept per connection. Optionally
 //! the run drops every connection once, abruptly, after a number of seconds (a link failure) and
 //! counts what was sent and answered after the daemon reconnected; and it writes one JSON line
 //! per answer (an [`AnswerRecord`]) for a test to compute what each account must hold.
@@ -380,7 +381,7 @@ pub async fn run(
         let us = latency.as_micros().max(1) as u64;
         all.saturating_record(us);
         second.saturating_record(us);
-        let checked = traffic.observe(pop, d.sent, &answer);
+        let checked = traffic.observe_on(pop, d.sent, &answer, Some(d.connection));
         *report
             .codes
             .entry(String::from_utf8_lossy(&checked.response_code).into_owned())
@@ -488,7 +489,11 @@ pub async fn run(
                 Err(e) => panic!("the generator built an undecodable frame: {e}"),
             };
             report.requests += 1;
-            match device.send_any(&message) {
+            let sending = match sent.via {
+                Some(id) => device.send_preferring(id, &message),
+                None => device.send_any(&message),
+            };
+            match sending {
                 Ok((connection, rx)) => {
                     in_flight += 1;
                     figures

@@ -60,7 +60,9 @@ fn a_dropped_link_reconnects_and_every_request_after_the_reconnect_is_answered()
     daemon.wait_ready(Duration::from_secs(120));
     assert_eq!(reconnects(&daemon), 0, "no reconnect before the drop");
 
-    netsim.wait_line(Duration::from_secs(60), |l| l.contains("dropped 1 connections"));
+    netsim.wait_line(Duration::from_secs(60), |l| {
+        l.contains("dropped 1 connections")
+    });
     // The daemon dials again: the metric counts it and the link is signed on again.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(reconnects(&daemon) >= 1 && links_signed_on(&daemon)) {
@@ -84,7 +86,10 @@ fn a_dropped_link_reconnects_and_every_request_after_the_reconnect_is_answered()
     assert_eq!(r["dropped_connections"], 1, "{out}");
     assert!(r["connections"].as_u64().unwrap() >= 2, "{out}");
     let after_sent = r["after_reconnect_sent"].as_u64().unwrap();
-    assert!(after_sent > 50, "traffic resumed after the reconnect:\n{out}");
+    assert!(
+        after_sent > 50,
+        "traffic resumed after the reconnect:\n{out}"
+    );
     assert_eq!(
         r["after_reconnect_answered"], after_sent,
         "every request after the reconnect answered:\n{out}"

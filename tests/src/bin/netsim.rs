@@ -190,8 +190,9 @@ async fn setup(common: &Common, pop: &Population, connections: usize) -> Arc<Dev
         );
     }
     println!(
-        "netsim: the authorizer signed on (connection {})",
-        device.connections()
+        "netsim: the authorizer signed on (connection {}, {} signed on)",
+        device.connections(),
+        device.signed_on()
     );
     tokio::time::sleep(Duration::from_millis(common.start_delay_ms)).await;
     device
