@@ -1,18 +1,27 @@
 //! The card network's interface device over TCP: the server the authorizer dials.
 //!
-//! [`Device::bind`] listens; every connection the authorizer makes replaces the one before (a
-//! reconnecting daemon). On the current connection the device:
+//! [`Device::bind`] listens and keeps every connection the authorizer (or several authorizers)
+//! make, each with its own session and its own requests in flight. On each connection the
+//! device:
 //!
 //! * answers the authorizer's 0800s (sign-on 001, echo 301/270, sign-off 002) with 0810, DE 39 =
 //!   00 and DE 7, 11, 33, 70 echoed, and records each one as a [`SessionEvent`], so a caller can
 //!   see the sign-on of a new connection, the daemon's idle echo, its sign-off on stop;
 //! * tracks the session it sees ([`SessionState`]: connected, signed on, signed off);
-//! * sends requests ([`Device::send`]) with many in flight, and matches each answer to its request
+//! * sends requests with many in flight, either on the newest signed-on connection
+//!   ([`Device::send`], the scenarios) or spread round-robin over the signed-on ones
+//!   ([`Device::send_any`], the load), and matches each answer to its request, on the connection
+//!   it was sent on,
 //!   by the MTI class, DE 11, DE 7, DE 37 and DE 41 (the identifiers every answer echoes,
 //!   `docs/network.md` §"Messages the authorizer answers"); an answer whose DE 37/41 did not come
 //!   back (a format error answers what it could decode) is matched by class, DE 11 and DE 7 alone;
 //! * sends its own echoes ([`Device::echo`]) and checks their 0810s;
-//! * sends raw frames ([`Device::send_raw`]) for the garbage and oversized cases.
+//! * sends raw frames ([`Device::send_raw`]) for the garbage and oversized cases;
+//! * drops every connection at once, abruptly, without a sign-off ([`Device::drop_connections`]),
+//!   as a link failure would.
+//!
+//! The requests in flight on a connection that goes away are dropped with it (their receivers
+//! err): the authorizer never answers them on another connection.
 //!
 //! Must never: log a frame or a field value (PANs, track data, PIN blocks travel here); write
 //! from two places on one connection (one writer task per connection); answer anything but
@@ -92,6 +101,8 @@ pub struct DeviceStats {
 pub enum SendError {
     #[error("no connection from the authorizer")]
     NotConnected,
+    #[error("no connection is signed on")]
+    NotSignedOn,
     #[error("the request does not decode in the dialect: {0}")]
     Undecodable(String),
 }
@@ -113,15 +124,45 @@ struct Connection {
     id: u64,
     writer: mpsc::UnboundedSender<Bytes>,
     reader: JoinHandle<()>,
+    write_task: JoinHandle<()>,
+    state: SessionState,
+    /// The requests sent on this connection and not answered yet.
+    pending: HashMap<Key, VecDeque<Waiter>>,
+}
+
+impl Connection {
+    fn abort(self) {
+        self.reader.abort();
+        self.write_task.abort();
+    }
 }
 
 struct Inner {
-    current: Option<Connection>,
+    /// The open connections, oldest first.
+    live: Vec<Connection>,
     connections: u64,
-    state: SessionState,
+    /// The session of the last connection that closed (what [`Device::state`] says when none is
+    /// open).
+    closed_state: SessionState,
+    /// Where [`Device::send_any`] starts looking for the next signed-on connection.
+    next_rr: usize,
     events: Vec<SessionEvent>,
-    pending: HashMap<Key, VecDeque<Waiter>>,
     stats: DeviceStats,
+}
+
+impl Inner {
+    /// The newest signed-on connection, else the newest open one.
+    fn primary(&self) -> Option<&Connection> {
+        self.live
+            .iter()
+            .rev()
+            .find(|c| c.state == SessionState::SignedOn)
+            .or_else(|| self.live.last())
+    }
+
+    fn by_id(&mut self, id: u64) -> Option<&mut Connection> {
+        self.live.iter_mut().find(|c| c.id == id)
+    }
 }
 
 /// The interface device. Cheap to share (`Arc`).
@@ -148,11 +189,11 @@ impl Device {
             dialect,
             addr: listener.local_addr()?,
             inner: Mutex::new(Inner {
-                current: None,
+                live: Vec::new(),
                 connections: 0,
-                state: SessionState::Idle,
+                closed_state: SessionState::Idle,
+                next_rr: 0,
                 events: Vec::new(),
-                pending: HashMap::new(),
                 stats: DeviceStats::default(),
             }),
             changed: Notify::new(),
@@ -177,9 +218,25 @@ impl Device {
         self.lock().connections
     }
 
-    /// The session on the current connection.
+    /// The session on the newest signed-on connection, else on the newest open one; with none
+    /// open, the session of the last one as it closed.
     pub fn state(&self) -> SessionState {
-        self.lock().state
+        let inner = self.lock();
+        inner.primary().map_or(inner.closed_state, |c| c.state)
+    }
+
+    /// Open connections.
+    pub fn open_connections(&self) -> usize {
+        self.lock().live.len()
+    }
+
+    /// Open connections that are signed on.
+    pub fn signed_on(&self) -> usize {
+        self.lock()
+            .live
+            .iter()
+            .filter(|c| c.state == SessionState::SignedOn)
+            .count()
     }
 
     pub fn stats(&self) -> DeviceStats {
@@ -193,17 +250,37 @@ impl Device {
 
     /// Requests sent and not answered yet.
     pub fn in_flight(&self) -> usize {
-        self.lock().pending.values().map(VecDeque::len).sum()
+        self.lock()
+            .live
+            .iter()
+            .flat_map(|c| c.pending.values())
+            .map(VecDeque::len)
+            .sum()
     }
 
-    /// Stops accepting and drops the current connection.
+    /// Stops accepting and drops every connection.
     pub fn close(&self) {
         if let Some(task) = self.accept.lock().expect("lock").take() {
             task.abort();
         }
-        if let Some(c) = self.lock().current.take() {
-            c.reader.abort();
+        self.drop_connections();
+    }
+
+    /// Closes every open connection at once, without a sign-off (a link failure); their requests
+    /// in flight are dropped. The device goes on accepting. Returns how many were closed.
+    pub fn drop_connections(&self) -> usize {
+        let mut inner = self.lock();
+        let dropped: Vec<Connection> = inner.live.drain(..).collect();
+        if let Some(last) = dropped.last() {
+            inner.closed_state = last.state;
         }
+        drop(inner);
+        let n = dropped.len();
+        for c in dropped {
+            c.abort();
+        }
+        self.changed.notify_waiters();
+        n
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -215,26 +292,53 @@ impl Device {
         self.stan.fetch_add(1, Ordering::Relaxed) % 999_999 + 1
     }
 
-    /// Sends `request` on the current connection; the receiver gets its answer. A dropped
-    /// connection drops the sender (the receiver then errs), as does [`Device::close`].
+    /// Sends `request` on the newest signed-on connection (else the newest open one); the
+    /// receiver gets its answer. A dropped connection drops the sender (the receiver then errs),
+    /// as does [`Device::close`].
     pub fn send(&self, request: &Message) -> Result<oneshot::Receiver<Answered>, SendError> {
-        let (tx, rx) = oneshot::channel();
         let mut inner = self.lock();
-        let conn = inner.current.as_ref().ok_or(SendError::NotConnected)?;
-        let writer = conn.writer.clone();
-        inner
-            .pending
-            .entry(key_of(request))
-            .or_default()
-            .push_back(Waiter {
-                sent_at: Instant::now(),
-                tx,
-            });
+        let id = inner.primary().ok_or(SendError::NotConnected)?.id;
+        send_on(&mut inner, id, request)
+    }
+
+    /// Sends `request` on connection `id` when it is open and signed on, otherwise as
+    /// [`Device::send_any`] does.
+    pub fn send_preferring(
+        &self,
+        id: u64,
+        request: &Message,
+    ) -> Result<(u64, oneshot::Receiver<Answered>), SendError> {
+        let mut inner = self.lock();
+        if inner
+            .by_id(id)
+            .is_some_and(|c| c.state == SessionState::SignedOn)
+        {
+            return send_on(&mut inner, id, request).map(|rx| (id, rx));
+        }
         drop(inner);
-        writer
-            .send(framed(request.frame()))
-            .map_err(|_| SendError::NotConnected)?;
-        Ok(rx)
+        self.send_any(request)
+    }
+
+    /// Sends `request` on the next signed-on connection, round-robin; returns which connection
+    /// and the receiver of its answer.
+    pub fn send_any(
+        &self,
+        request: &Message,
+    ) -> Result<(u64, oneshot::Receiver<Answered>), SendError> {
+        let mut inner = self.lock();
+        let n = inner.live.len();
+        let start = inner.next_rr;
+        let index = (0..n)
+            .map(|i| (start + i) % n.max(1))
+            .find(|&i| inner.live[i].state == SessionState::SignedOn)
+            .ok_or(if n == 0 {
+                SendError::NotConnected
+            } else {
+                SendError::NotSignedOn
+            })?;
+        inner.next_rr = index + 1;
+        let id = inner.live[index].id;
+        send_on(&mut inner, id, request).map(|rx| (id, rx))
     }
 
     /// Encodes, sends and waits at most `timeout` for the answer (`None`: none came).
@@ -264,7 +368,7 @@ impl Device {
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(body);
         let inner = self.lock();
-        let conn = inner.current.as_ref().ok_or(SendError::NotConnected)?;
+        let conn = inner.primary().ok_or(SendError::NotConnected)?;
         conn.writer
             .send(out.freeze())
             .map_err(|_| SendError::NotConnected)
@@ -320,14 +424,19 @@ impl Device {
         }
     }
 
-    /// Waits at most `timeout` until the current connection is signed on.
+    /// Waits at most `timeout` until a connection is signed on.
     pub async fn wait_signed_on(&self, timeout: Duration) -> bool {
+        self.wait_signed_on_count(1, timeout).await
+    }
+
+    /// Waits at most `timeout` until `n` open connections are signed on.
+    pub async fn wait_signed_on_count(&self, n: usize, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.state() == SessionState::SignedOn {
+            if self.signed_on() >= n {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -349,13 +458,15 @@ impl Device {
             read_half,
             writer.clone(),
         ));
-        tokio::spawn(write_loop(write_half, frames));
-        if let Some(old) = inner.current.replace(Connection { id, writer, reader }) {
-            old.reader.abort();
-            // Their answers would come on the old connection, which the authorizer dropped.
-            inner.pending.clear();
-        }
-        inner.state = SessionState::Connected;
+        let write_task = tokio::spawn(write_loop(write_half, frames));
+        inner.live.push(Connection {
+            id,
+            writer,
+            reader,
+            write_task,
+            state: SessionState::Connected,
+            pending: HashMap::new(),
+        });
         drop(inner);
         self.changed.notify_waiters();
     }
@@ -377,10 +488,10 @@ impl Device {
                 let code = m.text(70).unwrap_or("").to_owned();
                 let mut inner = self.lock();
                 inner.stats.own_0800_answered += 1;
-                if inner.current.as_ref().is_some_and(|c| c.id == connection) {
+                if let Some(c) = inner.by_id(connection) {
                     match code.as_str() {
-                        "001" => inner.state = SessionState::SignedOn,
-                        "002" => inner.state = SessionState::SignedOff,
+                        "001" => c.state = SessionState::SignedOn,
+                        "002" => c.state = SessionState::SignedOff,
                         _ => {}
                     }
                 }
@@ -396,7 +507,9 @@ impl Device {
             (_, 1) | (_, 3) => {
                 let key = key_of(&m);
                 let mut inner = self.lock();
-                let waiter = take_waiter(&mut inner.pending, &key);
+                let waiter = inner
+                    .by_id(connection)
+                    .and_then(|c| take_waiter(&mut c.pending, &key));
                 match waiter {
                     Some(w) => {
                         drop(inner);
@@ -412,6 +525,27 @@ impl Device {
             _ => self.lock().stats.unexpected += 1,
         }
     }
+}
+
+/// Queues a waiter for `request` on connection `id` and writes the request there.
+fn send_on(
+    inner: &mut Inner,
+    id: u64,
+    request: &Message,
+) -> Result<oneshot::Receiver<Answered>, SendError> {
+    let (tx, rx) = oneshot::channel();
+    let conn = inner.by_id(id).ok_or(SendError::NotConnected)?;
+    conn.pending
+        .entry(key_of(request))
+        .or_default()
+        .push_back(Waiter {
+            sent_at: Instant::now(),
+            tx,
+        });
+    conn.writer
+        .send(framed(request.frame()))
+        .map_err(|_| SendError::NotConnected)?;
+    Ok(rx)
 }
 
 /// The waiter for `key`, else the only one with the same class, DE 11 and DE 7.
@@ -474,9 +608,11 @@ async fn read_loop(
     }
     if let Some(d) = device.upgrade() {
         let mut inner = d.lock();
-        if inner.current.as_ref().is_some_and(|c| c.id == connection) {
-            inner.current = None;
-            inner.pending.clear();
+        if let Some(i) = inner.live.iter().position(|c| c.id == connection) {
+            let gone = inner.live.remove(i);
+            inner.closed_state = gone.state;
+            // Its requests in flight are dropped here: their receivers err.
+            drop(gone);
         }
         drop(inner);
         d.changed.notify_waiters();

@@ -267,6 +267,8 @@ struct Approved {
     approval_code: Vec<u8>,
     /// The card's DE 55 tags, so the ARPC of a repeat's answer can be checked too.
     chip: Option<ChipSent>,
+    /// The device connection it was answered on, when known.
+    connection: Option<u64>,
 }
 
 /// A generated request and what the simulator needs to check its answer.
@@ -279,6 +281,10 @@ pub struct Sent {
     pub first_approval_code: Option<Vec<u8>>,
     /// An 0100 whose approval may later be reversed or repeated.
     reversible: Option<Approved>,
+    /// For a repeat or a reversal: the connection its original was answered on. A sender with
+    /// several connections (several daemons) sends it there while that one is open, as the
+    /// instance that decided the original is the one sure to know it at once.
+    pub via: Option<u64>,
 }
 
 /// What the simulator found in an answer.
@@ -381,6 +387,7 @@ impl Traffic {
                     chip: a.chip,
                     first_approval_code: Some(a.approval_code),
                     reversible: None,
+                    via: a.connection,
                 }
             }
             Kind::Reversal | Kind::PartialReversal => {
@@ -410,7 +417,10 @@ impl Traffic {
                     let remains = a.amount_minor / 2;
                     b.set(95, format!("{remains:012}{:012}{:012}000000", 0, 0));
                 }
-                Sent::plain(kind, encode(&b, dialect))
+                Sent {
+                    via: a.connection,
+                    ..Sent::plain(kind, encode(&b, dialect))
+                }
             }
             _ => self.authorization(kind, pop, dialect, now_unix_s, &de7),
         }
@@ -522,6 +532,7 @@ impl Traffic {
             currency,
             approval_code: Vec::new(),
             chip: chip.clone(),
+            connection: None,
         });
         Sent {
             kind,
@@ -529,12 +540,25 @@ impl Traffic {
             chip,
             first_approval_code: None,
             reversible,
+            via: None,
         }
     }
 
     /// Checks the answer to `sent` (ARPC with the card, repeat consistency) and remembers
     /// approvals for later reversals and repeats.
     pub fn observe(&mut self, pop: &Population, sent: Sent, answer: &Message) -> Checked {
+        self.observe_on(pop, sent, answer, None)
+    }
+
+    /// [`Traffic::observe`] for an answer that came on device connection `connection` (later
+    /// repeats and reversals of an approval name it in [`Sent::via`]).
+    pub fn observe_on(
+        &mut self,
+        pop: &Population,
+        sent: Sent,
+        answer: &Message,
+        connection: Option<u64>,
+    ) -> Checked {
         let code = answer
             .field(39)
             .and_then(|c| <[u8; 2]>::try_from(c).ok())
@@ -555,6 +579,7 @@ impl Traffic {
             && let (Some(mut a), Some(de38)) = (sent.reversible, answer.field(38))
         {
             a.approval_code = de38.to_vec();
+            a.connection = connection;
             if self.approved.len() == APPROVED_KEPT {
                 self.approved.pop_front();
             }
@@ -576,6 +601,7 @@ impl Sent {
             chip: None,
             first_approval_code: None,
             reversible: None,
+            via: None,
         }
     }
 }

@@ -89,16 +89,13 @@ async fn a_short_load_run_is_answered_in_full_and_the_cards_accept_every_arpc() 
     let mut pop = Population::generate(seed, 500, now_unix_s());
     let authorizer = authorizer_for(&device, &pop);
     assert!(device.wait_signed_on(HANG).await, "the link signs on");
-    let options = LoadOptions {
-        seed,
+    let mut options = LoadOptions {
         in_flight: 32,
-        rate: None,
-        duration: Duration::from_secs(3),
         mix: Mix::Realistic,
         answer_timeout: Duration::from_secs(20),
-        live: false,
+        ..LoadOptions::new(seed, Duration::from_secs(3))
     };
-    let (report, histogram) = load::run(&device, &mut pop, &options).await;
+    let (report, histogram) = load::run(&device, &mut pop, &mut options).await;
     println!("{}", report.text());
     assert!(report.requests > 50, "{report:?}");
     assert_eq!(report.unanswered, 0, "{report:?}");
@@ -126,14 +123,14 @@ async fn a_short_load_run_is_answered_in_full_and_the_cards_accept_every_arpc() 
     );
 
     // At a rate: never more requests than the pacing allows, all answered.
-    let paced = LoadOptions {
+    let mut paced = LoadOptions {
         seed: seed + 1,
         rate: Some(100.0),
         duration: Duration::from_secs(2),
         mix: Mix::Magstripe,
         ..options
     };
-    let (report, _) = load::run(&device, &mut pop, &paced).await;
+    let (report, _) = load::run(&device, &mut pop, &mut paced).await;
     println!("{}", report.text());
     assert!(report.requests > 0, "{report:?}");
     assert!(

@@ -286,7 +286,7 @@ fn main() {
     let mut netsim_exit = None;
     let mut netsim_out = Vec::new();
     loop {
-        rt.block_on(tokio::time::sleep(Duration::from_secs(1)));
+        rt.block_on(async { tokio::time::sleep(Duration::from_secs(1)).await });
         while let Ok(l) = netsim_lines.try_recv() {
             if l.starts_with("t=") {
                 live = l;

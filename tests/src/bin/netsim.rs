@@ -6,8 +6,8 @@
 //! each, exit 0 iff none failed) or a load (`netsim load`: live figures each second, a report,
 //! an SVG of the latency distribution, a JSON of the figures). See `docs/netsim.md`.
 //!
-//! Exit codes: 0 all passed (or the load ran with every request answered and every ARPC
-//! accepted); 1 a failure of the run (a scenario failed, requests unanswered, ARPCs refused);
+//! Exit codes: 0 all passed (or the load ran with every request answered, apart from those in
+//! flight on connections it dropped itself with `--drop-after-s`, and every ARPC accepted); 1 a failure of the run (a scenario failed, requests unanswered, ARPCs refused);
 //! 2 bad arguments or setup (no port, no broker, no sign-on in time).
 //!
 //! Must never: print a PAN, track data or a key; use a key that is not a test key for the
@@ -31,7 +31,8 @@ use systests::{now_unix_s, plot, publish};
 #[derive(Parser)]
 #[command(
     name = "netsim",
-    about = "The card network's interface device, simulated over TCP"
+    about = "The card network's interface device, simulated over TCP",
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -115,6 +116,16 @@ struct LoadArgs {
     /// Write the latency distribution here as an SVG.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Wait until this many connections are signed on before sending.
+    #[arg(long, default_value_t = 1)]
+    wait_connections: usize,
+    /// After this many seconds, drop every connection once, abruptly (no sign-off).
+    #[arg(long)]
+    drop_after_s: Option<u64>,
+    /// Write one JSON line per answer received here (account id, MTI, DE 39, amounts, STAN,
+    /// RRN, a reversal's original).
+    #[arg(long)]
+    approvals_file: Option<PathBuf>,
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
@@ -138,8 +149,8 @@ fn main() {
     std::process::exit(code);
 }
 
-/// Listens, publishes `pop`'s events when asked, waits for the sign-on.
-async fn setup(common: &Common, pop: &Population) -> Arc<Device> {
+/// Listens, publishes `pop`'s events when asked, waits for `connections` signed-on connections.
+async fn setup(common: &Common, pop: &Population, connections: usize) -> Arc<Device> {
     let dialect =
         Dialect::by_name_or_path(&common.dialect).unwrap_or_else(|e| fail(&common.dialect, e));
     let device = Device::bind(&common.listen, Arc::new(dialect))
@@ -166,17 +177,22 @@ async fn setup(common: &Common, pop: &Population) -> Arc<Device> {
         );
     }
     if !device
-        .wait_signed_on(Duration::from_secs(common.wait_sign_on_s))
+        .wait_signed_on_count(connections, Duration::from_secs(common.wait_sign_on_s))
         .await
     {
         fail(
             "sign-on",
-            format!("none within {} s", common.wait_sign_on_s),
+            format!(
+                "{} of {connections} connections signed on within {} s",
+                device.signed_on(),
+                common.wait_sign_on_s
+            ),
         );
     }
     println!(
-        "netsim: the authorizer signed on (connection {})",
-        device.connections()
+        "netsim: the authorizer signed on (connection {}, {} signed on)",
+        device.connections(),
+        device.signed_on()
     );
     tokio::time::sleep(Duration::from_millis(common.start_delay_ms)).await;
     device
@@ -221,7 +237,7 @@ async fn scenarios_mode(a: ScenarioArgs) -> i32 {
     options.daemon_echo_wait = Duration::from_secs(a.daemon_echo_wait_s);
     options.oversized_bytes = a.oversized_bytes;
     let (pop, _) = scenarios::population(a.common.seed, now);
-    let device = setup(&a.common, &pop).await;
+    let device = setup(&a.common, &pop, 1).await;
     let mut outcomes = Scenarios::new(&device, options, now).run().await;
     for o in &outcomes {
         println!("{}", o.line());
@@ -261,17 +277,33 @@ async fn scenarios_mode(a: ScenarioArgs) -> i32 {
 async fn load_mode(a: LoadArgs) -> i32 {
     let now = now_unix_s();
     let mut pop = Population::generate(a.common.seed, a.accounts, now);
-    let device = setup(&a.common, &pop).await;
-    let options = LoadOptions {
-        seed: a.common.seed,
+    let approvals = a.approvals_file.as_ref().map(|path| {
+        let file = std::fs::File::create(path)
+            .unwrap_or_else(|e| fail(&format!("approvals file {}", path.display()), e));
+        Box::new(std::io::BufWriter::new(file)) as Box<dyn std::io::Write + Send>
+    });
+    let device = setup(&a.common, &pop, a.wait_connections.max(1)).await;
+    let mut options = LoadOptions {
         in_flight: a.in_flight,
         rate: a.rate,
-        duration: Duration::from_secs(a.seconds),
         mix: a.mix,
         answer_timeout: Duration::from_millis(a.common.answer_timeout_ms),
         live: true,
+        drop_after: a.drop_after_s.map(Duration::from_secs),
+        approvals,
+        ..LoadOptions::new(a.common.seed, Duration::from_secs(a.seconds))
     };
-    let (report, histogram) = systests::load::run(&device, &mut pop, &options).await;
+    // SIGTERM: stop sending, wait for what is in flight, report and flush as at the end.
+    let stop = options.stop.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            eprintln!("netsim: SIGTERM, stopping the load");
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let (report, histogram) = systests::load::run(&device, &mut pop, &mut options).await;
     println!("{}", report.text());
     if let Some(path) = &a.plot {
         let title = format!(
@@ -287,7 +319,9 @@ async fn load_mode(a: LoadArgs) -> i32 {
         write_json(path, &report);
     }
     device.close();
-    let ok = report.unanswered == 0 && report.arpc_refused == 0 && report.repeats_different == 0;
+    let ok = report.unanswered == report.lost_in_drop
+        && report.arpc_refused == 0
+        && report.repeats_different == 0;
     i32::from(!ok)
 }
 
