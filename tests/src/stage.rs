@@ -242,7 +242,9 @@ log_format = "text"
 [network]
 dialect = "{dialect}"
 interface_devices = ["{device}"]
+echo_idle_s = 60
 answer_budget_ms = 3000
+connect_timeout_ms = 1000
 reconnect_backoff_min_ms = 50
 reconnect_backoff_max_ms = 1000
 

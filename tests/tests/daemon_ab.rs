@@ -14,7 +14,6 @@
 
 mod daemon_support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use daemon_support::{Daemon, Netsim, World, free_port};
@@ -53,29 +52,6 @@ fn load_args<'a>(listen: &'a str, report: &'a str, approvals: &'a str) -> Vec<&'
 
 fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("the load report")).expect("JSON")
-}
-
-/// Per account: (approved holds, their amount), from the answer records in `files`.
-fn expected_holds(files: &[&std::path::Path]) -> BTreeMap<String, (u64, u64)> {
-    let mut holds: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for file in files {
-        let text = std::fs::read_to_string(file).expect("the approvals file");
-        for line in text.lines() {
-            let r: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-            assert_eq!(r["mti"], "0100", "magstripe traffic only: {line}");
-            assert!(r["rrn"].is_string() && r["stan"].is_string(), "{line}");
-            let account = r["account_id"]
-                .as_str()
-                .expect("a known account")
-                .to_owned();
-            let entry = holds.entry(account).or_default();
-            if r["response_code"] == "00" {
-                entry.0 += 1;
-                entry.1 += r["amount_minor"].as_u64().expect("DE 4");
-            }
-        }
-    }
-    holds
 }
 
 fn wait_until(
@@ -184,10 +160,21 @@ fn two_daemons_converge_to_the_same_state_hash_and_hold_what_was_approved() {
     }
 
     // Convergence: equal offsets, then equal hashes.
+    // Equal twice in a row, half a second apart: equal and no longer moving (both at the end of
+    // the log), not two replicas passing the same offsets on their way.
+    let mut last = None;
     wait_until(
-        "equal offsets",
+        "equal offsets, twice in a row",
         Duration::from_secs(60),
-        || a.state()["offsets"] == b.state()["offsets"],
+        || {
+            let (oa, ob) = (a.state()["offsets"].clone(), b.state()["offsets"].clone());
+            let settled = oa == ob && last.as_ref() == Some(&oa);
+            last = (oa == ob).then_some(oa);
+            if !settled {
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            settled
+        },
         || format!("A {} B {}", a.state(), b.state()),
     );
     let (sa, sb) = (a.state(), b.state());
@@ -196,7 +183,7 @@ fn two_daemons_converge_to_the_same_state_hash_and_hold_what_was_approved() {
     assert_eq!(sa["counts"], sb["counts"], "A {sa} B {sb}");
 
     // What each account holds, on both, is what the answers say was approved.
-    let expected = expected_holds(&[&f1, &f2]);
+    let expected = daemon_support::approved_holds(&[&f1, &f2]);
     let approved: u64 = expected.values().map(|(n, _)| n).sum();
     assert_eq!(
         approved,

@@ -6,7 +6,6 @@
 
 mod daemon_support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use daemon_support::{Netsim, World};
@@ -47,28 +46,15 @@ fn sigkill_under_load_then_restart_holds_every_approval_once() {
     let _ = netsim.wait_exit(Duration::from_secs(30));
 
     // What the netsim was told: approvals (00) per account, with their amounts.
-    let mut approved: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let text = std::fs::read_to_string(&approvals).expect("the approvals file");
-    for line in text.lines() {
-        let r: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-        if r["mti"] == "0100"
-            && r["response_code"] == "00"
-            && let (Some(account), Some(amount)) =
-                (r["account_id"].as_str(), r["amount_minor"].as_u64())
-        {
-            let e = approved.entry(account.to_owned()).or_default();
-            e.0 += amount;
-            e.1 += 1;
-        }
-    }
-    let total: u64 = approved.values().map(|(_, n)| n).sum();
+    let approved = daemon_support::approved_holds(&[approvals.as_path()]);
+    let total: u64 = approved.values().map(|(n, _)| n).sum();
     assert!(total > 50, "too few approvals before the kill: {total}");
 
     // The same command again.
     let mut again = config.start();
     again.wait_ready(Duration::from_secs(120));
     let mut extra_holds = 0u64;
-    for (account, (amount, count)) in &approved {
+    for (account, (count, amount)) in &approved {
         let a = again
             .get(&format!("/accounts/{account}"))
             .expect("/accounts answers");

@@ -61,9 +61,9 @@ fn ready_after_catch_up_then_sigterm_exits_0() {
     assert_eq!(state["links"][0]["address"], device.as_str());
     assert_ne!(state["links"][0]["state"], "signed_on");
     assert_eq!(state["state_hash"].as_str().unwrap().len(), 64);
-    // Both input topics, every partition, at their beginning.
+    // Both input topics, every partition (4 each), at their beginning.
     let offsets = state["offsets"].as_object().unwrap();
-    assert_eq!(offsets.len(), 4, "{offsets:?}");
+    assert_eq!(offsets.len(), 8, "{offsets:?}");
     assert!(offsets.values().all(|v| v == 0), "{offsets:?}");
     assert_eq!(daemon.get("/accounts/acc-unknown").unwrap().status, 404);
 

@@ -7,7 +7,6 @@
 
 mod daemon_support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use daemon_support::{Netsim, World};
@@ -67,26 +66,14 @@ fn sigterm_during_load_answers_everything_in_flight_and_exits_0() {
     assert_eq!(r["arpc_refused"], 0, "{}", netsim.output());
 
     // What the netsim was answered: approvals (00) per account, with their amounts.
-    let mut approved: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for line in std::fs::read_to_string(&approvals).unwrap().lines() {
-        let r: serde_json::Value = serde_json::from_str(line).unwrap();
-        if r["mti"] == "0100"
-            && r["response_code"] == "00"
-            && let (Some(account), Some(amount)) =
-                (r["account_id"].as_str(), r["amount_minor"].as_u64())
-        {
-            let e = approved.entry(account.to_owned()).or_default();
-            e.0 += amount;
-            e.1 += 1;
-        }
-    }
+    let approved = daemon_support::approved_holds(&[approvals.as_path()]);
     assert!(approved.len() > 10, "{}", netsim.output());
 
     // The decisions are in the log: a new daemon on the same state.dir rebuilds them, once each.
     let mut again = config.start();
     again.wait_ready(Duration::from_secs(120));
     assert_eq!(again.state()["spool_events"], 0);
-    for (account, (amount, count)) in &approved {
+    for (account, (count, amount)) in &approved {
         let a = again.get(&format!("/accounts/{account}")).unwrap();
         let v: serde_json::Value = serde_json::from_str(&a.body).unwrap();
         assert_eq!(

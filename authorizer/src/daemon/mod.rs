@@ -48,6 +48,8 @@ use service::{DaemonView, Handler, refresh_metrics};
 /// How long the stop waits for the spool to reach Kafka before leaving the rest for the next
 /// start (the spool is durable; this only shortens the next start's work).
 const SPOOL_DRAIN_ON_STOP: Duration = Duration::from_secs(10);
+/// Attempts to open the HSM at start, 500 ms apart, before exit 1.
+const HSM_OPEN_ATTEMPTS: u32 = 5;
 /// How long the producer may take to set up its connection and id before ready.
 const PRODUCER_WARM_UP: Duration = Duration::from_secs(10);
 /// How often the supervisor looks for a divergence or a failed feed.
@@ -146,11 +148,25 @@ async fn daemon(config: Config, notifier: Notifier) -> Result<(), String> {
 
     // 1. The HSM: the session pool opens and every key label is found.
     notifier.status("opening the HSM");
-    let pkcs11 = config.pkcs11_config();
-    let verifier = tokio::task::spawn_blocking(move || Pkcs11Verifier::new(pkcs11))
-        .await
-        .map_err(|e| format!("hsm: {e}"))?
-        .map_err(|e| hsm_problem(&config, e))?;
+    // A missing key label is final; any other failure (a token still being written, an HSM
+    // busy at boot) is tried again a few times before giving up.
+    let mut attempt = 1;
+    let verifier = loop {
+        let pkcs11 = config.pkcs11_config();
+        let opened = tokio::task::spawn_blocking(move || Pkcs11Verifier::new(pkcs11))
+            .await
+            .map_err(|e| format!("hsm: {e}"))?;
+        match opened {
+            Ok(v) => break v,
+            Err(e @ HsmError::KeyNotFound { .. }) => return Err(hsm_problem(&config, e)),
+            Err(e) if attempt >= HSM_OPEN_ATTEMPTS => return Err(hsm_problem(&config, e)),
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "cannot open the HSM yet; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                attempt += 1;
+            }
+        }
+    };
     tracing::info!(
         token = %config.hsm.token_label,
         key_sets = config.hsm.key_sets.len(),

@@ -327,14 +327,19 @@ fn main() {
     // Convergence: both replicas at the same offsets (every event of both in the log and read by
     // both), then their state hashes.
     let deadline = Instant::now() + Duration::from_secs(60);
+    // Settled: equal offsets, empty spools, and the same offsets at the previous look (no longer
+    // moving), so that two replicas passing the same offsets on their way do not count.
+    let mut previous: Option<BTreeMap<String, i64>> = None;
     let (a, b) = loop {
         let a = read_replica(&daemons[0].admin);
         let b = read_replica(&daemons[1].admin);
-        let settled = a.offsets == b.offsets && a.spool == 0 && b.spool == 0 && a.lag == 0.0;
+        let equal = a.offsets == b.offsets && a.spool == 0 && b.spool == 0;
+        let settled = equal && previous.as_ref() == Some(&a.offsets);
+        previous = equal.then(|| a.offsets.clone());
         if settled || Instant::now() >= deadline {
             break (a, b);
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(300));
     };
     let same_offsets = a.offsets == b.offsets;
     let same_hash = same_offsets && a.hash == b.hash && !a.hash.is_empty();

@@ -7,6 +7,7 @@
 //! binary (stopped when it exits). Never skips for want of a part.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::OpenOptionsExt;
@@ -16,7 +17,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hsm::testing::{TEST_IMK_LABEL, TestToken};
+use hsm::testing::TestToken;
 
 /// The PAN key of the tests (the cloud's simulator hashes PANs with it too).
 pub const PAN_KEY_HEX: &str = "7c1a0f6e2b9d4c3a8e5f1b0d7a6c9e2f4b8d1a3c5e7f9b0d2a4c6e8f0b1d3a5c";
@@ -154,78 +155,33 @@ impl World {
     }
 
     /// A configuration for instance `instance_id` (its own `state.dir` and admin port), talking
-    /// to `devices` in `dialect`.
+    /// to `devices` in `dialect`: the stage's ([`systests::stage::DaemonSpec`]), with this world's
+    /// broker, token, topics and directory.
     pub fn config(&self, instance_id: &str, dialect: &str, devices: &[String]) -> DaemonConfig {
-        let state_dir = self.dir.path().join(format!("state-{instance_id}"));
-        std::fs::create_dir_all(&state_dir).expect("state dir");
-        let key_sets: String = hsm::Profile::ALL
-            .iter()
-            .map(|p| {
-                format!(
-                    "{:?} = {{ key_label = {:?}, profile = {:?} }}\n",
-                    p.name(),
-                    TEST_IMK_LABEL,
-                    p.name()
-                )
-            })
-            .collect();
+        let broker = systests::stage::Broker::external(&self.broker);
+        let spec = systests::stage::DaemonSpec {
+            name: instance_id,
+            dialect,
+            device: "DEVICES",
+            broker: &broker,
+            prefix: &self.prefix,
+            token: &self.token,
+            dir: self.dir.path(),
+            ack_budget_ms: 1000,
+            linger_ms: 0,
+        };
+        let admin = format!("127.0.0.1:{}", free_port());
         let devices: Vec<String> = devices.iter().map(|d| format!("{d:?}")).collect();
-        let admin_port = free_port();
-        let text = format!(
-            r#"instance_id = "{instance_id}"
-issuer_id = "12345"
-log_format = "text"
-
-[network]
-dialect = "{dialect}"
-interface_devices = [{devices}]
-echo_idle_s = 60
-answer_budget_ms = 3000
-reconnect_backoff_min_ms = 50
-reconnect_backoff_max_ms = 500
-connect_timeout_ms = 1000
-
-[kafka]
-bootstrap = "{broker}"
-account_updates_topic = "{prefix}.account-updates"
-authorizations_topic = "{prefix}.authorizations"
-dead_letter_topic = "{prefix}.account-updates.dlq"
-ack_budget_ms = 1000
-create_topics = true
-partitions = 2
-
-[hsm]
-module = "{module}"
-token_label = "{token}"
-pin_file = "{pin}"
-budget_ms = 1000
-pool_size = 2
-[hsm.key_sets]
-{key_sets}
-[pan_key]
-file = "{pan_key}"
-
-[state]
-dir = "{state}"
-
-[admin]
-listen = "127.0.0.1:{admin_port}"
-"#,
-            devices = devices.join(", "),
-            broker = self.broker,
-            prefix = self.prefix,
-            module = self.token.module().path().display(),
-            token = self.token.label(),
-            pin = self.token.pin_file().display(),
-            pan_key = self.pan_key_file().display(),
-            state = state_dir.display(),
-        );
+        let text = spec
+            .config_text(&admin)
+            .expect("the configuration")
+            .replace("[\"DEVICES\"]", &format!("[{}]", devices.join(", ")));
         DaemonConfig {
             path: self.dir.path().join(format!("{instance_id}.toml")),
             text,
-            admin: format!("127.0.0.1:{admin_port}"),
+            admin,
             softhsm2_conf: self.token.softhsm2_conf(),
-            state_dir,
+            state_dir: self.dir.path().join(format!("state-{instance_id}")),
         }
     }
 }
@@ -525,4 +481,28 @@ impl Drop for Netsim {
             let _ = child.wait();
         }
     }
+}
+
+/// Per account: (approved holds, their amount), from the netsim's answer records in `files`
+/// (`--approvals-file`, magstripe traffic: every record a 0100).
+pub fn approved_holds(files: &[&Path]) -> BTreeMap<String, (u64, u64)> {
+    let mut holds: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).expect("the approvals file");
+        for line in text.lines() {
+            let r: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert_eq!(r["mti"], "0100", "magstripe traffic only: {line}");
+            assert!(r["rrn"].is_string() && r["stan"].is_string(), "{line}");
+            let account = r["account_id"]
+                .as_str()
+                .expect("a known account")
+                .to_owned();
+            let entry = holds.entry(account).or_default();
+            if r["response_code"] == "00" {
+                entry.0 += 1;
+                entry.1 += r["amount_minor"].as_u64().expect("DE 4");
+            }
+        }
+    }
+    holds
 }
