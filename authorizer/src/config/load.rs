@@ -30,12 +30,6 @@ const ACK_BUDGET_MS: i64 = 500;
 /// Response codes that approve: never what an HSM outage answers.
 const APPROVAL_CODES: [&str; 5] = ["00", "08", "10", "11", "85"];
 
-/// What [`load`] returns: the authorizer's whole configuration, or the snapshotter's part.
-pub(super) enum Loaded {
-    Authorizer(Box<Config>),
-    Snapshotter(Box<SnapshotterConfig>),
-}
-
 pub(super) fn load(
     path: &Path,
     credentials_dir: Option<&Path>,

@@ -81,12 +81,12 @@ impl SnapshotterConfig {
         let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
             .filter(|d| !d.is_empty())
             .map(PathBuf::from);
-        Config::load_for(Role::Snapshotter, path.as_ref(), credentials.as_deref()).and_then(
-            |loaded| match loaded {
-                Loaded::Snapshotter(config) => Ok(config),
+        Config::load_for(Role::Snapshotter, path.as_ref(), credentials.as_deref()).map(|loaded| {
+            match loaded {
+                Loaded::Snapshotter(config) => *config,
                 Loaded::Authorizer(_) => unreachable!("loaded for the snapshotter"),
-            },
-        )
+            }
+        })
     }
 
     pub fn kafka_config(&self) -> KafkaConfig {
@@ -108,8 +108,8 @@ impl SnapshotterConfig {
 /// A configuration loaded for a [`Role`].
 #[derive(Clone, Debug)]
 pub enum Loaded {
-    Authorizer(Config),
-    Snapshotter(SnapshotterConfig),
+    Authorizer(Box<Config>),
+    Snapshotter(Box<SnapshotterConfig>),
 }
 
 impl KafkaSection {
@@ -306,8 +306,8 @@ impl Config {
     /// environment.
     pub fn load_with(path: &Path, credentials_dir: Option<&Path>) -> Result<Config, ConfigErrors> {
         match load::load(path, credentials_dir, Role::Authorizer)? {
-            load::Loaded::Authorizer(config) => Ok(*config),
-            load::Loaded::Snapshotter(_) => unreachable!("loaded for the authorizer"),
+            Loaded::Authorizer(config) => Ok(*config),
+            Loaded::Snapshotter(_) => unreachable!("loaded for the authorizer"),
         }
     }
 
@@ -317,10 +317,7 @@ impl Config {
         path: &Path,
         credentials_dir: Option<&Path>,
     ) -> Result<Loaded, ConfigErrors> {
-        Ok(match load::load(path, credentials_dir, role)? {
-            load::Loaded::Authorizer(config) => Loaded::Authorizer(*config),
-            load::Loaded::Snapshotter(config) => Loaded::Snapshotter(*config),
-        })
+        load::load(path, credentials_dir, role)
     }
 
     /// The one line `authorizer check-config` prints: names and counts, never a secret.
