@@ -254,3 +254,17 @@ fn an_authorizer_restored_from_a_snapshot_equals_one_replaying_the_log_and_skips
     c.signal("TERM");
     assert_eq!(c.wait_exit(START).code(), Some(0));
 }
+
+#[test]
+fn a_snapshotter_configuration_error_exits_2_naming_the_key() {
+    let world = World::new();
+    let mut config = snapshotter_config(&world, "snap-c");
+    config.edit("keep_local = 2", "keep_local = 0");
+    config.edit("[state]", "[state]\ncolour = \"blue\"");
+    let mut snap = config.start_snapshotter();
+    let status = snap.wait_exit(START);
+    assert_eq!(status.code(), Some(2), "{}", snap.stderr());
+    let stderr = snap.stderr();
+    assert!(stderr.contains("snapshotter.keep_local"), "{stderr}");
+    assert!(stderr.contains("state.colour"), "{stderr}");
+}

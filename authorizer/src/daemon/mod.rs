@@ -1,8 +1,8 @@
 //! `authorizer run`: the daemon. The start sequence, the loops it keeps running, and the stop.
 //!
 //! ```text
-//! config ─► HSM pool, every key label ─► spool, publisher, dead letters ─► state (seam for a
-//! snapshot) + the log from its offsets ─► admin server ─► caught up to the watermarks taken at
+//! config ─► HSM pool, every key label ─► spool, publisher, dead letters ─► state (the newest
+//! valid local snapshot, else empty) + the log from its offsets ─► admin server ─► caught up to the watermarks taken at
 //! start ─► producer warmed up ─► READY ─► links (sign on, serve) ─► … ─► SIGTERM/SIGINT ─►
 //! STOPPING, sign off, answer what is in flight, spool drained or kept, exit 0
 //! ```
