@@ -3,14 +3,18 @@
 //! accepts a good file and refuses a flipped byte or a truncated file (exit 1, with the reason);
 //! `authorizer run` with a snapshot in `state.dir/snapshots/` is ready with the same
 //! `state_hash` as one replaying the log from its beginning, and a corrupt newest snapshot falls
-//! back to the previous one (logged and counted).
+//! back to the previous one, as does one whose offsets the log does not hold (logged and
+//! counted).
 
 mod daemon_support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use authorizer::kafka::{Offsets, TopicPartition};
+use authorizer::snapshots::LocalStore;
 use daemon_support::{Daemon, DaemonConfig, World, authorizer, free_port};
+use ledger::{LedgerConfig, State};
 use systests::cloud::AccountEvent;
 
 const START: Duration = Duration::from_secs(120);
@@ -102,6 +106,7 @@ fn the_snapshotter_writes_snapshots_a_last_one_on_sigterm_and_restarts_from_it()
     assert_eq!(state["instance_id"], "snap-a");
     assert_eq!(state["ready"], true);
     assert!(state.get("links").is_none(), "no links: {state}");
+    assert_eq!(snap.get("/health/live").unwrap().status, 200);
     assert!(!snapshot_files(&config.state_dir).is_empty());
     let metrics = snap.get("/metrics").expect("/metrics").body;
     assert!(
@@ -231,6 +236,20 @@ fn an_authorizer_restored_from_a_snapshot_equals_one_replaying_the_log_and_skips
     let dir = with_corrupt.state_dir.join("snapshots");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(&snapshot, dir.join(snapshot.file_name().unwrap())).unwrap();
+    // Newer than the valid one: a snapshot whose offsets this log does not hold (another log's),
+    // and a corrupt one.
+    let mut beyond = Offsets::new();
+    beyond.insert(
+        TopicPartition::new(world.account_updates_topic(), 0),
+        1_000_000,
+    );
+    LocalStore::new(&dir)
+        .write(
+            &State::new(LedgerConfig::default()),
+            &beyond,
+            9_000_000_000_000_000,
+        )
+        .unwrap();
     let mut bytes = std::fs::read(&snapshot).unwrap();
     let at = bytes.len() - 12;
     bytes[at] ^= 0x20;
@@ -249,6 +268,10 @@ fn an_authorizer_restored_from_a_snapshot_equals_one_replaying_the_log_and_skips
     let metrics = c.get("/metrics").expect("/metrics").body;
     assert!(
         metrics.contains("authorizer_snapshots_skipped_total{kind=\"checksum\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("authorizer_snapshots_skipped_total{kind=\"out_of_range\"} 1"),
         "{metrics}"
     );
     c.signal("TERM");
