@@ -24,3 +24,4 @@ pub mod daemon;
 pub mod kafka;
 pub mod link;
 pub mod pipeline;
+pub mod snapshots;

@@ -97,6 +97,9 @@ pub struct Metrics {
     pub state_records: Family<KindLabels, Gauge>,
     /// `authorizer_events_published_total{outcome}`: where the decisions' events went.
     pub events_published: Family<OutcomeLabels, Counter>,
+    /// `authorizer_snapshots_skipped_total{kind}`: snapshots not restored at start (`checksum`,
+    /// `state_hash`, `future_version`, `out_of_range`, ...).
+    pub snapshots_skipped: Family<KindLabels, Counter>,
 }
 
 /// Buckets of the request durations: 100 µs doubling up to about 6.5 s.
@@ -121,6 +124,7 @@ impl Metrics {
         let dead_letters = Counter::default();
         let state_records = Family::<KindLabels, Gauge>::default();
         let events_published = Family::<OutcomeLabels, Counter>::default();
+        let snapshots_skipped = Family::<KindLabels, Counter>::default();
         // Counters are registered without `_total`: the encoder adds it to their samples.
         registry.register("authorizer_requests", "Requests answered", requests.clone());
         registry.register_with_unit(
@@ -170,6 +174,11 @@ impl Metrics {
             "Decisions' events by where they went: acked by Kafka, spooled, failed",
             events_published.clone(),
         );
+        registry.register(
+            "authorizer_snapshots_skipped",
+            "Snapshots not restored at start, by why (checksum, state_hash, future_version, out_of_range, ...)",
+            snapshots_skipped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -183,6 +192,7 @@ impl Metrics {
             dead_letters,
             state_records,
             events_published,
+            snapshots_skipped,
         }
     }
 

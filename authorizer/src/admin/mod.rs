@@ -40,17 +40,34 @@ pub trait AdminSource: Send + Sync + 'static {
     fn state(&self) -> StateView;
     /// The body of `/accounts/{account_id}`, or `None` when the account is unknown.
     fn account(&self, account_id: &str) -> Option<AccountView>;
+    /// The JSON of `/state`: [`AdminSource::state`] by default; a daemon whose `/state` has
+    /// other fields (the snapshotter's) gives its own.
+    fn state_body(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&self.state())
+    }
+}
+
+/// What `/metrics` encodes: the authorizer's [`Metrics`], or another daemon's registry.
+pub trait MetricsText: Send + Sync + 'static {
+    /// The OpenMetrics text ([`metrics::CONTENT_TYPE`]).
+    fn encode(&self) -> String;
+}
+
+impl MetricsText for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
 }
 
 #[derive(Clone)]
 struct Shared {
     source: Arc<dyn AdminSource>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn MetricsText>,
 }
 
 /// The routes of the admin server, over `source` and `metrics`. Any other path answers 404, any
 /// other method 405.
-pub fn router(source: Arc<dyn AdminSource>, metrics: Arc<Metrics>) -> Router {
+pub fn router(source: Arc<dyn AdminSource>, metrics: Arc<dyn MetricsText>) -> Router {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -65,7 +82,7 @@ pub fn router(source: Arc<dyn AdminSource>, metrics: Arc<Metrics>) -> Router {
 pub async fn serve(
     listener: TcpListener,
     source: Arc<dyn AdminSource>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn MetricsText>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     axum::serve(listener, router(source, metrics))
@@ -112,8 +129,9 @@ async fn ready(State(shared): State<Shared>) -> Response {
 }
 
 async fn state(State(shared): State<Shared>) -> Response {
-    match ask(&shared, |source| source.state()).await {
-        Ok(view) => json(&view),
+    match ask(&shared, |source| source.state_body()).await {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(Err(_)) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         Err(response) => response,
     }
 }

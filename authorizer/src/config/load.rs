@@ -30,7 +30,11 @@ const ACK_BUDGET_MS: i64 = 500;
 /// Response codes that approve: never what an HSM outage answers.
 const APPROVAL_CODES: [&str; 5] = ["00", "08", "10", "11", "85"];
 
-pub(super) fn load(path: &Path, credentials_dir: Option<&Path>) -> Result<Config, ConfigErrors> {
+pub(super) fn load(
+    path: &Path,
+    credentials_dir: Option<&Path>,
+    role: Role,
+) -> Result<Loaded, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let shown = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
@@ -75,7 +79,12 @@ pub(super) fn load(path: &Path, credentials_dir: Option<&Path>) -> Result<Config
         }
         ok
     });
-    let issuer_id = root.required_string(e, "issuer_id").filter(|v| {
+    // The snapshotter neither signs on nor decides: `issuer_id` is the authorizer's.
+    let issuer_id = match role {
+        Role::Authorizer => root.required_string(e, "issuer_id"),
+        Role::Snapshotter => root.string(e, "issuer_id"),
+    }
+    .filter(|v| {
         let ok = (1..=11).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit());
         if !ok {
             e.push("issuer_id", format!("must be 1..=11 digits (found {v:?})"));
@@ -105,6 +114,44 @@ pub(super) fn load(path: &Path, credentials_dir: Option<&Path>) -> Result<Config
         budget_ms("hsm", "budget_ms", HSM_BUDGET_MS),
         budget_ms("kafka", "ack_budget_ms", ACK_BUDGET_MS),
     );
+    if role == Role::Snapshotter {
+        // Not read by the snapshotter (the authorizer's check-config checks them): no HSM PIN,
+        // no PAN key and no dialect need to be on its host.
+        for section in ["network", "hsm", "pan_key"] {
+            root.take(section);
+        }
+        let kafka = kafka(
+            root.table_or_empty(e, "kafka"),
+            e,
+            &loc,
+            instance_id.as_deref().unwrap_or("snapshotter"),
+        );
+        let state = state(root.table_or_empty(e, "state"), e, &loc);
+        let snapshotter = snapshotter(root.table_or_empty(e, "snapshotter"), e);
+        let admin = admin(root.table_or_empty(e, "admin"), e);
+        let ledger = ledger(root.table_or_empty(e, "ledger"), e);
+        root.finish(e);
+        return match (instance_id, kafka, state, admin) {
+            (Some(instance_id), Some(kafka), Some(state), Some(admin)) if errors.is_empty() => {
+                Ok(Loaded::Snapshotter(Box::new(SnapshotterConfig {
+                    path: path.to_path_buf(),
+                    instance_id,
+                    log_format,
+                    kafka,
+                    state,
+                    snapshotter,
+                    admin,
+                    ledger,
+                })))
+            }
+            _ => {
+                if errors.is_empty() {
+                    errors.push(shown, "incomplete configuration");
+                }
+                Err(errors)
+            }
+        };
+    }
     let network = network(root.table_or_empty(e, "network"), e, &loc);
     let kafka = kafka(
         root.table_or_empty(e, "kafka"),
@@ -169,7 +216,7 @@ pub(super) fn load(path: &Path, credentials_dir: Option<&Path>) -> Result<Config
                 errors.push("ledger", problem.to_string());
                 return Err(errors);
             }
-            Ok(config)
+            Ok(Loaded::Authorizer(Box::new(config)))
         }
         _ => {
             if errors.is_empty() {

@@ -51,6 +51,82 @@ pub struct Config {
     pub ledger: LedgerSection,
 }
 
+/// Which daemon loads the file: each reads the sections it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `authorizer run` and `check-config`: every section.
+    Authorizer,
+    /// `snapshotter run`: `[network]`, `[hsm]` and `[pan_key]` are not read (they may be absent,
+    /// and their secret files need not be on the host); `issuer_id` is optional.
+    Snapshotter,
+}
+
+/// What the snapshotter reads of the file ([`SnapshotterConfig::load`]).
+#[derive(Clone, Debug)]
+pub struct SnapshotterConfig {
+    pub path: PathBuf,
+    pub instance_id: String,
+    pub log_format: LogFormat,
+    pub kafka: KafkaSection,
+    pub state: StateSection,
+    pub snapshotter: SnapshotterSection,
+    pub admin: AdminSection,
+    pub ledger: LedgerSection,
+}
+
+impl SnapshotterConfig {
+    /// Loads the file for the snapshotter ([`Role::Snapshotter`]): the same keys, bounds and
+    /// secret rules as [`Config::load`] for the sections it reads; an unknown key is an error.
+    pub fn load(path: impl AsRef<Path>) -> Result<SnapshotterConfig, ConfigErrors> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
+        Config::load_for(Role::Snapshotter, path.as_ref(), credentials.as_deref()).map(|loaded| {
+            match loaded {
+                Loaded::Snapshotter(config) => *config,
+                Loaded::Authorizer(_) => unreachable!("loaded for the snapshotter"),
+            }
+        })
+    }
+
+    pub fn kafka_config(&self) -> KafkaConfig {
+        self.kafka.kafka_config()
+    }
+
+    /// The local snapshots' directory: `state.dir/snapshots`.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.state.dir.join("snapshots")
+    }
+
+    pub fn ledger_config(&self) -> LedgerConfig {
+        LedgerConfig {
+            dedup_window_events: self.ledger.dedup_window_events,
+        }
+    }
+}
+
+/// A configuration loaded for a [`Role`].
+#[derive(Clone, Debug)]
+pub enum Loaded {
+    Authorizer(Box<Config>),
+    Snapshotter(Box<SnapshotterConfig>),
+}
+
+impl KafkaSection {
+    /// The Kafka clients' configuration (topics, `client.id`, the properties file's entries then
+    /// `[kafka.properties]`).
+    pub fn kafka_config(&self) -> KafkaConfig {
+        let mut c = KafkaConfig::new(&self.bootstrap);
+        c.client_id = self.client_id.clone();
+        c.account_updates_topic = self.account_updates_topic.clone();
+        c.authorizations_topic = self.authorizations_topic.clone();
+        c.dead_letter_topic = self.dead_letter_topic.clone();
+        c.extra = self.properties.0.clone();
+        c.request_timeout = self.request_timeout;
+        c
+    }
+}
+
 /// `log_format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -229,7 +305,19 @@ impl Config {
     /// [`Config::load`] with the credentials directory given rather than read from the
     /// environment.
     pub fn load_with(path: &Path, credentials_dir: Option<&Path>) -> Result<Config, ConfigErrors> {
-        load::load(path, credentials_dir)
+        match load::load(path, credentials_dir, Role::Authorizer)? {
+            Loaded::Authorizer(config) => Ok(*config),
+            Loaded::Snapshotter(_) => unreachable!("loaded for the authorizer"),
+        }
+    }
+
+    /// Loads the file for `role` (see [`Role`]), with the credentials directory given.
+    pub fn load_for(
+        role: Role,
+        path: &Path,
+        credentials_dir: Option<&Path>,
+    ) -> Result<Loaded, ConfigErrors> {
+        load::load(path, credentials_dir, role)
     }
 
     /// The one line `authorizer check-config` prints: names and counts, never a secret.
@@ -254,14 +342,7 @@ impl Config {
     /// The Kafka clients' configuration (topics, `client.id`, the properties file's entries then
     /// `[kafka.properties]`).
     pub fn kafka_config(&self) -> KafkaConfig {
-        let mut c = KafkaConfig::new(&self.kafka.bootstrap);
-        c.client_id = self.kafka.client_id.clone();
-        c.account_updates_topic = self.kafka.account_updates_topic.clone();
-        c.authorizations_topic = self.kafka.authorizations_topic.clone();
-        c.dead_letter_topic = self.kafka.dead_letter_topic.clone();
-        c.extra = self.kafka.properties.0.clone();
-        c.request_timeout = self.kafka.request_timeout;
-        c
+        self.kafka.kafka_config()
     }
 
     /// The spool's directory: `state.dir/spool`.

@@ -52,6 +52,13 @@ pub fn open(
     Ok((Opened { handle, rx }, applier))
 }
 
+impl Opened {
+    /// Where every assigned partition starts.
+    pub fn start_offsets(&self) -> crate::kafka::Offsets {
+        self.handle.start_offsets.clone()
+    }
+}
+
 /// A running feed.
 pub struct LogFeed {
     handle: Option<ConsumerHandle>,

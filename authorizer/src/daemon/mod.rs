@@ -1,8 +1,8 @@
 //! `authorizer run`: the daemon. The start sequence, the loops it keeps running, and the stop.
 //!
 //! ```text
-//! config ─► HSM pool, every key label ─► spool, publisher, dead letters ─► state (seam for a
-//! snapshot) + the log from its offsets ─► admin server ─► caught up to the watermarks taken at
+//! config ─► HSM pool, every key label ─► spool, publisher, dead letters ─► state (the newest
+//! valid local snapshot, else empty) + the log from its offsets ─► admin server ─► caught up to the watermarks taken at
 //! start ─► producer warmed up ─► READY ─► links (sign on, serve) ─► … ─► SIGTERM/SIGINT ─►
 //! STOPPING, sign off, answer what is in flight, spool drained or kept, exit 0
 //! ```
@@ -32,15 +32,15 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin::metrics::KindLabels;
 use crate::admin::{self, Metrics};
 use crate::config::Config;
-use crate::kafka::{
-    self, DeadLetterWriter, KafkaConfig, LogMetrics, Publisher, StartOffsets, ensure_topic,
-};
+use crate::kafka::{self, DeadLetterWriter, KafkaConfig, LogMetrics, Publisher, ensure_topic};
 use crate::link::connection::{self, LinkConfig};
 use crate::link::session::SessionConfig;
 use crate::link::status::LinkStatus;
 use crate::pipeline::{LedgerHandle, Pipeline, PipelineConfig, system_clock};
+use crate::snapshots::{self, LocalStore, RestoredFrom};
 use feed::LogFeed;
 pub use notify::Notifier;
 use service::{DaemonView, Handler, refresh_metrics};
@@ -73,10 +73,37 @@ pub fn run(config: Config) -> Result<(), String> {
     result
 }
 
-/// The state to start from and where in the log it stands. The seam for snapshots: today the
-/// empty state and the log from its beginning.
-fn initial_state(config: &Config) -> (State, StartOffsets) {
-    (State::new(config.ledger_config()), StartOffsets::Beginning)
+/// The state to start from, with the log's feed opened where it stands: the newest valid
+/// snapshot under `state.dir/snapshots/` (one that fails a check, or whose offsets the log no
+/// longer holds, is skipped for the previous one, logged and counted in
+/// `authorizer_snapshots_skipped_total`), else the log from its beginning; a log that no longer
+/// holds what the state needs is refused (`snapshots::restore`). Blocking.
+fn initial_state(
+    config: &Config,
+    kafka: &KafkaConfig,
+    dlq_tx: &tokio::sync::mpsc::Sender<kafka::DeadLetter>,
+    log_metrics: &Arc<LogMetrics>,
+    metrics: &Metrics,
+) -> Result<(State, feed::Opened, kafka::Applier), String> {
+    let store = LocalStore::new(config.snapshot_dir());
+    let restored = snapshots::restore(&store, config.ledger_config(), |state, start| {
+        let (opened, applier) = feed::open(kafka, &start, dlq_tx.clone(), log_metrics.clone())?;
+        let started = opened.start_offsets();
+        Ok(((state, opened, applier), started))
+    })
+    .map_err(|e| e.to_string())?;
+    for skipped in &restored.skipped {
+        metrics
+            .snapshots_skipped
+            .get_or_create(&KindLabels {
+                kind: skipped.kind.to_owned(),
+            })
+            .inc();
+    }
+    if restored.from == RestoredFrom::Beginning {
+        tracing::info!(dir = %store.dir().display(), "no usable snapshot: the log from its beginning");
+    }
+    Ok(restored.opened)
 }
 
 fn pipeline_config(config: &Config, metrics: Arc<Metrics>) -> PipelineConfig {
@@ -224,10 +251,16 @@ async fn daemon(config: Config, notifier: Notifier) -> Result<(), String> {
     let (dead_letters, dlq_tx) = DeadLetterWriter::spawn(&kafka, log_metrics.clone())
         .map_err(|e| format!("kafka: dead-letter writer: {e}"))?;
     notifier.status("rebuilding the state from the log");
-    let (state, start) = initial_state(&config);
-    let (opened, applier) = feed::open(&kafka, &start, dlq_tx.clone(), log_metrics.clone())
-        .map_err(|e| format!("kafka: cannot read the log: {e}"))?;
     let metrics = Arc::new(Metrics::new());
+    let (state, opened, applier) = {
+        let (config, kafka, dlq_tx) = (config.clone(), kafka.clone(), dlq_tx.clone());
+        let (log_metrics, metrics) = (log_metrics.clone(), metrics.clone());
+        tokio::task::spawn_blocking(move || {
+            initial_state(&config, &kafka, &dlq_tx, &log_metrics, &metrics)
+        })
+        .await
+        .map_err(|e| format!("restoring the state: {e}"))??
+    };
     let (pipeline, ledger) = Pipeline::start_with_applier(
         state,
         applier,
@@ -366,7 +399,16 @@ async fn daemon(config: Config, notifier: Notifier) -> Result<(), String> {
         if running.pipeline.diverged() || feed_failed {
             rebuilding = true;
             notifier.status("rebuilding the state from the log");
-            match rebuild(&mut running, &config, &kafka, &dlq_tx, &log_metrics).await {
+            match rebuild(
+                &mut running,
+                &config,
+                &kafka,
+                &dlq_tx,
+                &log_metrics,
+                &metrics,
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "cannot rebuild the state yet; trying again");
@@ -404,6 +446,7 @@ async fn rebuild(
     kafka: &KafkaConfig,
     dlq_tx: &tokio::sync::mpsc::Sender<kafka::DeadLetter>,
     log_metrics: &Arc<LogMetrics>,
+    metrics: &Arc<Metrics>,
 ) -> Result<(), String> {
     tracing::warn!(
         diverged = running.pipeline.diverged(),
@@ -414,13 +457,13 @@ async fn rebuild(
             .await
             .map_err(|e| e.to_string())?;
     }
-    let (state, start) = initial_state(config);
-    let (kafka, dlq_tx, metrics) = (kafka.clone(), dlq_tx.clone(), log_metrics.clone());
-    let (opened, applier) =
-        tokio::task::spawn_blocking(move || feed::open(&kafka, &start, dlq_tx, metrics))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("kafka: {e}"))?;
+    let (config, kafka, dlq_tx) = (config.clone(), kafka.clone(), dlq_tx.clone());
+    let (log_metrics, metrics) = (log_metrics.clone(), metrics.clone());
+    let (state, opened, applier) = tokio::task::spawn_blocking(move || {
+        initial_state(&config, &kafka, &dlq_tx, &log_metrics, &metrics)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     let old = running.pipeline.replace_state(state, Some(applier)).await;
     // A large state is freed off the runtime's workers.
     tokio::task::spawn_blocking(move || drop(old));

@@ -138,11 +138,19 @@ struct Watched {
     changed: Condvar,
 }
 
+/// A read of the state queued to the ledger thread ([`Follower::with_state`]).
+type Job<A> = Box<dyn FnOnce(&A, &Offsets) + Send>;
+
+/// Reads waiting for the ledger thread; `None` once the thread is gone (a queued read is then
+/// dropped, which its caller sees).
+type Jobs<A> = Arc<Mutex<Option<Vec<Job<A>>>>>;
+
 /// A ledger thread that catches up and then tails, writing rejected events to the dead-letter
 /// writer. The daemon's loop, without decisions.
 pub struct Follower<A> {
     watched: Arc<Watched>,
     stop: Arc<AtomicBool>,
+    jobs: Jobs<A>,
     thread: Option<JoinHandle<A>>,
 }
 
@@ -175,11 +183,23 @@ impl<A: Apply + Send + 'static> Follower<A> {
             changed: Condvar::new(),
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let (w, st) = (watched.clone(), stop.clone());
+        let jobs: Jobs<A> = Arc::new(Mutex::new(Some(Vec::new())));
+        let (w, st, js) = (watched.clone(), stop.clone(), jobs.clone());
         let thread = std::thread::Builder::new()
             .name("ledger".into())
             .spawn(move || {
+                let run_jobs = |state: &A, offsets: &Offsets| {
+                    let pending = std::mem::take(
+                        js.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert_with(Vec::new),
+                    );
+                    for job in pending {
+                        job(state, offsets);
+                    }
+                };
                 while !st.load(Ordering::Acquire) {
+                    run_jobs(&state, &applier.offsets());
                     let failed = match rx.recv_timeout(Duration::from_millis(100)) {
                         Ok(Consumed::Records(records)) => {
                             applier.apply_batch(&mut state, &records);
@@ -207,6 +227,8 @@ impl<A: Apply + Send + 'static> Follower<A> {
                         break;
                     }
                 }
+                run_jobs(&state, &applier.offsets());
+                *js.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 drop(rx);
                 handle.stop();
                 state
@@ -217,8 +239,28 @@ impl<A: Apply + Send + 'static> Follower<A> {
         Ok(Follower {
             watched,
             stop,
+            jobs,
             thread: Some(thread),
         })
+    }
+
+    /// Runs `read` on the ledger thread, between two batches, with the state and the next
+    /// offset of every partition (the state holds exactly the records below them), and returns
+    /// its result; `None` if the ledger thread is gone. Waits up to one poll interval (100 ms)
+    /// plus the batch being applied.
+    pub fn with_state<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&A, &Offsets) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            jobs.as_mut()?
+                .push(Box::new(move |state: &A, offsets: &Offsets| {
+                    let _ = tx.send(read(state, offsets));
+                }));
+        }
+        rx.recv().ok()
     }
 
     /// The current view.

@@ -506,3 +506,54 @@ pub fn approved_holds(files: &[&Path]) -> BTreeMap<String, (u64, u64)> {
     }
     holds
 }
+
+/// The `snapshotter` binary, built once per test binary (a no-op when it is fresh).
+pub fn snapshotter_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(repo())
+            .args(["build", "-q", "-p", "snapshotter", "--bin", "snapshotter"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p snapshotter failed");
+        let exe = std::env::current_exe().expect("current exe");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .join("snapshotter");
+        assert!(bin.exists(), "no snapshotter binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+impl DaemonConfig {
+    /// Writes the file and starts `snapshotter run --config` on it (a [`Daemon`] too: the same
+    /// admin endpoints, signals and exit codes).
+    pub fn start_snapshotter(&self) -> Daemon {
+        std::fs::write(&self.path, &self.text).expect("write the configuration");
+        let stderr_path = self.path.with_extension(format!(
+            "stderr.{}",
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let child = Command::new(snapshotter_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.path)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start the snapshotter");
+        Daemon {
+            child: Some(child),
+            admin: self.admin.clone(),
+            stderr_path,
+        }
+    }
+}
