@@ -12,7 +12,6 @@
 //! `authorizer replay` does), and produce-with-acknowledgement latency (one event at a time,
 //! idempotent, acks=all) p50/p99.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,7 +53,10 @@ fn broker() -> String {
     {
         return addr;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/broker");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../scripts/broker");
     let out = Command::new(script)
         .arg("start")
         .arg("--watch-pid")

@@ -17,7 +17,6 @@
 //!
 //! Never: print an event's payload, or reuse a topic another run wrote to.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,7 +82,10 @@ fn start_broker() -> String {
     {
         return addr;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/broker");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../scripts/broker");
     let out = Command::new(script)
         .arg("start")
         .arg("--watch-pid")

@@ -65,7 +65,11 @@ fn encode_then_decode_both_dialects() {
 
 #[test]
 fn dialect_file_path_is_accepted() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/dialects/ascii.toml");
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("dialects/ascii.toml");
+    let path = dir.to_str().expect("a UTF-8 path");
     let enc = run(&["encode", "--dialect", path, "--hex"], JSON.as_bytes());
     assert!(
         enc.status.success(),

@@ -6,14 +6,19 @@
 
 mod daemon_support;
 
-use std::path::Path;
 use std::process::Command;
 
 fn run_demo(extra: &[&str]) -> String {
     // The demo starts the daemons from the binaries next to it.
     daemon_support::authorizer_bin();
     let out = Command::new(env!("CARGO_BIN_EXE_demo"))
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .current_dir(
+            std::path::PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR")
+                    .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join(".."),
+        )
         .args(["--seconds", "4", "--accounts", "500"])
         .args(extra)
         .output()

@@ -15,7 +15,6 @@ mod netsim_support;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
@@ -28,7 +27,10 @@ use systests::now_unix_s;
 use tokio::sync::mpsc;
 
 fn broker() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/broker");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../scripts/broker");
     let out = Command::new(script)
         .args(["start", "--watch-pid", &std::process::id().to_string()])
         .output()

@@ -15,7 +15,11 @@ const PAN_HASH: &str = "5f0e1c2b3a49586776859a0b1c2d3e4f5f0e1c2b3a49586776859a0b
 fn schema(kind: &str) -> Value {
     let path = format!(
         "{}/../../schemas/{kind}.schema.json",
-        env!("CARGO_MANIFEST_DIR")
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+        )
+        .display()
     );
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")))
         .unwrap()

@@ -24,7 +24,10 @@ pub struct Broker {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/broker")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../scripts/broker")
 }
 
 /// Runs `scripts/broker start` and returns the address it printed. Without `dir`, the script
