@@ -267,6 +267,18 @@ fn shown<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
+/// A `dlq.reason` as shown: digit runs masked in the part that may quote the event, but not in
+/// the ledger's own description of what it expected (`... is invalid: expected an integer
+/// 0..=999999999999999`), which is text of the code, never of the event.
+fn shown_reason(reason: &str) -> String {
+    const EXPECTED: &str = " is invalid: expected ";
+    let shown = match reason.rfind(EXPECTED) {
+        Some(at) => format!("{}{}", mask_digit_runs(&reason[..at]), &reason[at..]),
+        None => mask_digit_runs(reason),
+    };
+    format!("{shown:?}")
+}
+
 /// One `list` line.
 pub fn list_line(letter: &Letter, show_content: bool) -> String {
     let mut line = format!(
@@ -277,7 +289,10 @@ pub fn list_line(letter: &Letter, show_content: bool) -> String {
         shown(letter.source_topic.as_deref()),
         shown(letter.source_partition),
         shown(letter.source_offset),
-        quoted(letter.reason.as_deref()),
+        letter
+            .reason
+            .as_deref()
+            .map_or_else(|| "-".into(), shown_reason),
     );
     if show_content {
         let key = letter.key.as_deref().map(String::from_utf8_lossy);
@@ -456,6 +471,12 @@ mod tests {
             "pan 541333******0434, amount 123456789012"
         );
         assert_eq!(mask_digit_runs("5413330089012"), "541333***9012");
+        assert_eq!(
+            shown_reason(
+                "field `account_id` = \"5413330089010434\" is invalid: expected an integer 0..=999999999999999"
+            ),
+            r#""field `account_id` = \"541333******0434\" is invalid: expected an integer 0..=999999999999999""#
+        );
         assert_eq!(
             mask_digit_runs(";4761739001010010=2811?"),
             ";476173******0010=2811?"
