@@ -64,6 +64,12 @@ fn tool(k: &KafkaConfig, args: &[&str]) -> (Option<i32>, String, String) {
         .args(["--dead-letter-topic", &k.dead_letter_topic])
         .output()
         .expect("run authorizer");
+    // Shown with --nocapture: what an operator sees (masked by the tool).
+    println!(
+        "$ authorizer {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout)
+    );
     (
         out.status.code(),
         String::from_utf8(out.stdout).unwrap(),
