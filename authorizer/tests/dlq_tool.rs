@@ -366,3 +366,24 @@ fn republish_twice_applies_once_and_refuses_what_is_not_an_input() {
         "nothing was sent"
     );
 }
+
+#[test]
+fn an_empty_topic_lists_nothing_and_several_partitions_need_partition() {
+    let rt = runtime();
+    let k = kafka_with_topics(&rt, "dlqparts", 2);
+    let (code, out, err) = tool(&k, &["dlq", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "letters=0");
+    let (code, out, err) = tool(&k, &["dlq", "republish", "--offsets", "0"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        err.contains("has 2 partitions") && err.contains("--partition"),
+        "{err}"
+    );
+    let (code, out, err) = tool(
+        &k,
+        &["dlq", "republish", "--offsets", "0", "--partition", "1"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.contains("missing dlq_offset=0"), "{out}");
+}
