@@ -20,6 +20,10 @@
 //!   counts, the state rebuilt and its hash recomputed) and prints its header, counts, offsets
 //!   and state hash (exit 0), or `invalid: REASON` on stderr (exit 1).
 //!
+//! * `authorizer dlq list`: one line per dead letter (where it is, when, where from, why; the
+//!   content only with `--show-content`, masked); `authorizer dlq republish --offsets N,M-K`
+//!   sends chosen letters back to their source topic (`authorizer::kafka::dlq_tool`).
+//!
 //! Output is `key=value` lines on stdout, meant for people and scripts alike; errors go to stderr
 //! with a non-zero exit code. Never prints an event's content.
 
@@ -64,6 +68,48 @@ enum Command {
     /// Snapshot files.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// The dead-letter topic: list letters, send chosen ones back to their source topic.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// One line per dead letter: offset, time, source topic/partition/offset, reason.
+    List(DlqListArgs),
+    /// Send the letters at these dead-letter offsets back to their source topic and partition
+    /// (original key and value); exit 1 if any was refused or missing.
+    Republish(DlqRepublishArgs),
+}
+
+#[derive(Args)]
+struct DlqListArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// Only this partition of the dead-letter topic.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Only these dead-letter offsets, `N,M-K`.
+    #[arg(long)]
+    offsets: Option<String>,
+    /// Only letters whose reason contains this text.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Also print the key and the content, PAN/track fields withheld and 13+ digit runs masked.
+    #[arg(long)]
+    show_content: bool,
+}
+
+#[derive(Args)]
+struct DlqRepublishArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// The dead-letter partition the offsets are in (required when the topic has several).
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Dead-letter offsets, `N,M-K`.
+    #[arg(long)]
+    offsets: String,
 }
 
 #[derive(Subcommand)]
@@ -189,6 +235,7 @@ fn main() -> ExitCode {
         Command::Publish(args) => publish(args),
         Command::CheckConfig(args) => Ok(check_config(&args)),
         Command::Snapshot(SnapshotCommand::Inspect { file }) => Ok(inspect(&file)),
+        Command::Dlq(command) => dlq(command),
     };
     match result {
         Ok(code) => code,
@@ -384,6 +431,44 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, String> {
     }
     let _ = writeln!(out, "state_hash={}", report.state.state_hash());
     Ok(ExitCode::SUCCESS)
+}
+
+fn dlq(command: DlqCommand) -> Result<ExitCode, String> {
+    use kafka::dlq_tool::{self, Selection};
+    let mut out = std::io::stdout().lock();
+    match command {
+        DlqCommand::List(args) => {
+            let selection = Selection {
+                partition: args.partition,
+                offsets: match &args.offsets {
+                    Some(text) => dlq_tool::parse_offset_ranges(text)?,
+                    None => Vec::new(),
+                },
+                reason_contains: args.reason,
+            };
+            dlq_tool::list(
+                &args.kafka.config()?,
+                &selection,
+                args.show_content,
+                &mut out,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Republish(args) => {
+            let kafka = args.kafka.config()?;
+            let selection = Selection {
+                partition: Some(dlq_tool::republish_partition(&kafka, args.partition)?),
+                offsets: dlq_tool::parse_offset_ranges(&args.offsets)?,
+                reason_contains: None,
+            };
+            let all_sent = dlq_tool::republish(&kafka, &selection, &mut out)?;
+            Ok(if all_sent {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
 }
 
 /// Key and event id of an authorizer event line.

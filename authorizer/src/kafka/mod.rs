@@ -10,7 +10,7 @@
 //!   routes rejected events to the dead-letter topic, and says when the state has caught up with
 //!   the log ("ready").
 //! * [`dlq`]: writes rejected events to `account-updates.dlq` with the reason and their origin in
-//!   headers.
+//!   headers; [`dlq_tool`] lists them and sends chosen ones back (`authorizer dlq`).
 //! * [`producer`]: publishes authorizer events keyed by account id (idempotent, `acks=all`); the
 //!   caller waits for the acknowledgement within a time budget, after which the event goes to the
 //!   [`spool`], which drains to Kafka in order when it is back, also after a restart.
@@ -29,6 +29,7 @@ pub mod apply;
 pub mod batch;
 pub mod consumer;
 pub mod dlq;
+pub mod dlq_tool;
 pub mod metrics;
 pub mod parse;
 pub mod producer;
