@@ -12,11 +12,15 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The repository, from `CARGO_MANIFEST_DIR` at run time (cargo sets it), not the path compiled
+/// in: a target directory shared with another checkout must not check that checkout's files.
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("repository root")
+    PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..")
+    .canonicalize()
+    .expect("repository root")
 }
 
 /// Runs `scripts/check-observability [DASHBOARD [RULES_DIR]]`: success, and stdout + stderr.
