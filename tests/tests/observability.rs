@@ -1,7 +1,8 @@
 //! The monitoring files' check, run by `cargo test --workspace`: `scripts/check-observability`
 //! accepts the repository's dashboard and alert rules (promtool compiles the rules and passes
 //! their unit tests, every metric name is one the daemons register, every runbook is a section of
-//! the operator's guide), and refuses a dashboard naming a metric nobody exports, a runbook that
+//! the operator's guide, every dashboard query parses), and refuses a dashboard naming a metric
+//! nobody exports, a query that does not parse, a dashboard that is not JSON, a runbook that
 //! points nowhere, and rules that no longer do what their unit tests expect.
 //!
 //! The script installs promtool when missing (`scripts/install-deps observability`); a tool that
@@ -69,7 +70,10 @@ fn dashboard_and_alert_rules_pass_every_check() {
     assert!(ok, "scripts/check-observability failed:\n{out}");
     assert!(out.contains("rules: SUCCESS: 11 rules found"), "{out}");
     assert!(out.contains("rule tests: SUCCESS"), "{out}");
-    assert!(out.contains("dashboard: 17 panels"), "{out}");
+    assert!(
+        out.contains("dashboard: 17 panels, 21 queries, all parse, every metric exported"),
+        "{out}"
+    );
     assert!(
         out.contains("alerts: 11 alerts, every metric exported, every runbook a section"),
         "{out}"
@@ -78,7 +82,7 @@ fn dashboard_and_alert_rules_pass_every_check() {
 }
 
 #[test]
-fn a_dashboard_naming_a_metric_nobody_exports_is_refused() {
+fn a_dashboard_naming_an_unknown_metric_or_a_bad_query_is_refused() {
     let text = fs::read_to_string(dashboard()).expect("dashboard");
     // `authorizer_link_up` is a gauge: a counter's `_total` on it names nothing the daemon exports
     let broken = text.replacen("authorizer_link_up{", "authorizer_link_up_total{", 1);
@@ -92,6 +96,21 @@ fn a_dashboard_naming_a_metric_nobody_exports_is_refused() {
         out.contains("authorizer_link_up_total is not a metric the daemons export"),
         "{out}"
     );
+
+    let unbalanced = text.replacen(
+        "sum by (response_code) (rate(",
+        "sum by (response_code (rate(",
+        1,
+    );
+    assert_ne!(unbalanced, text);
+    fs::write(&path, unbalanced).expect("write");
+    let (ok, out) = check(&[&path]);
+    assert!(
+        !ok,
+        "a dashboard with a query that does not parse passed:\n{out}"
+    );
+    assert!(out.contains("dashboard: a query does not parse"), "{out}");
+    assert!(out.contains("could not parse expression"), "{out}");
 
     fs::write(&path, "{\"panels\": [").expect("write");
     let (ok, out) = check(&[&path]);
