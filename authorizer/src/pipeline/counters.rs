@@ -13,7 +13,11 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram as PromHistogram;
+
 use crate::admin::Metrics;
+use crate::admin::metrics::{RequestLabels, StageLabels};
 
 /// A stage of the request path whose duration is recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,8 +93,8 @@ counters! {
     arpc_failed,
 }
 
-/// Answers by request MTI and DE 39.
-type ByCode = BTreeMap<([u8; 4], [u8; 2]), u64>;
+/// Answers by request MTI and DE 39, with the exported counter of each pair (resolved once).
+type ByCode = BTreeMap<([u8; 4], [u8; 2]), (u64, Option<Counter>)>;
 
 /// Counters and histograms of one pipeline.
 pub struct Counters {
@@ -99,6 +103,8 @@ pub struct Counters {
     stages: [Mutex<Histogram<u64>>; 4],
     /// The daemon's registry, recorded into as well.
     export: Option<Arc<Metrics>>,
+    /// The exported histogram of each stage, resolved once (no label allocation per request).
+    exported_stages: Option<[PromHistogram; 4]>,
 }
 
 impl Default for Counters {
@@ -112,11 +118,21 @@ impl Counters {
     pub fn exporting(export: Option<Arc<Metrics>>) -> Self {
         let h =
             || Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 2).expect("bounds are valid"));
+        let exported_stages = export.as_ref().map(|m| {
+            Stage::ALL.map(|stage| {
+                m.request_duration
+                    .get_or_create(&StageLabels {
+                        stage: stage.name().to_owned(),
+                    })
+                    .clone()
+            })
+        });
         Counters {
             counts: Counts::default(),
             by_code: Mutex::new(BTreeMap::new()),
             stages: [h(), h(), h(), h()],
             export,
+            exported_stages,
         }
     }
 
@@ -149,23 +165,27 @@ impl Counters {
     }
 
     pub(crate) fn answered(&self, mti: [u8; 4], code: [u8; 2]) {
-        if let Some(m) = &self.export {
-            m.request_answered(
-                &String::from_utf8_lossy(&mti),
-                &String::from_utf8_lossy(&code),
-            );
+        let mut by_code = self.by_code.lock().unwrap_or_else(|e| e.into_inner());
+        let (n, exported) = by_code.entry((mti, code)).or_insert_with(|| {
+            let counter = self.export.as_ref().map(|m| {
+                m.requests
+                    .get_or_create(&RequestLabels {
+                        mti: String::from_utf8_lossy(&mti).into_owned(),
+                        response_code: String::from_utf8_lossy(&code).into_owned(),
+                    })
+                    .clone()
+            });
+            (0, counter)
+        });
+        *n += 1;
+        if let Some(c) = exported {
+            c.inc();
         }
-        *self
-            .by_code
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((mti, code))
-            .or_default() += 1;
     }
 
     pub(crate) fn stage(&self, stage: Stage, took: Duration) {
-        if let Some(m) = &self.export {
-            m.observe_duration(stage.name(), took.as_secs_f64());
+        if let Some(h) = &self.exported_stages {
+            h[stage as usize].observe(took.as_secs_f64());
         }
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
         self.stages[stage as usize]
@@ -180,7 +200,7 @@ impl Counters {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|((m, c), n)| {
+            .map(|((m, c), (n, _))| {
                 (
                     (
                         String::from_utf8_lossy(m).into_owned(),
