@@ -76,6 +76,7 @@ fn ready_after_catch_up_then_sigterm_exits_0() {
         "authorizer_spool_events 0",
         "authorizer_state_records{kind=\"accounts\"} 0",
         "authorizer_kafka_lag_records{",
+        "authorizer_ready 1",
     ] {
         assert!(metrics.contains(name), "no {name} in\n{metrics}");
     }

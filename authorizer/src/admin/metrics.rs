@@ -100,6 +100,9 @@ pub struct Metrics {
     /// `authorizer_snapshots_skipped_total{kind}`: snapshots not restored at start (`checksum`,
     /// `state_hash`, `future_version`, `out_of_range`, ...).
     pub snapshots_skipped: Family<KindLabels, Counter>,
+    /// `authorizer_ready`: 1 while ready to serve (the same answer as `/health/ready`), 0 while
+    /// catching up, rebuilding or stopping.
+    pub ready: Gauge,
 }
 
 /// Buckets of the request durations: 100 µs doubling up to about 6.5 s.
@@ -124,6 +127,7 @@ impl Metrics {
         let dead_letters = Counter::default();
         let state_records = Family::<KindLabels, Gauge>::default();
         let events_published = Family::<OutcomeLabels, Counter>::default();
+        let ready: Gauge = Gauge::default();
         let snapshots_skipped = Family::<KindLabels, Counter>::default();
         // Counters are registered without `_total`: the encoder adds it to their samples.
         registry.register("authorizer_requests", "Requests answered", requests.clone());
@@ -179,6 +183,11 @@ impl Metrics {
             "Snapshots not restored at start, by why (checksum, state_hash, future_version, out_of_range, ...)",
             snapshots_skipped.clone(),
         );
+        registry.register(
+            "authorizer_ready",
+            "1 while ready to serve (as /health/ready), 0 while catching up, rebuilding or stopping",
+            ready.clone(),
+        );
         Self {
             registry,
             requests,
@@ -193,6 +202,7 @@ impl Metrics {
             state_records,
             events_published,
             snapshots_skipped,
+            ready,
         }
     }
 

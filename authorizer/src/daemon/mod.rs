@@ -314,6 +314,7 @@ async fn daemon(config: Config, notifier: Notifier) -> Result<(), String> {
         log_metrics.clone(),
         running.publisher.clone(),
         running.pipeline.clone(),
+        stopping.clone(),
         links_stop_rx.clone(),
     ));
     if let Some(every) = notifier.watchdog_interval() {

@@ -154,6 +154,7 @@ pub async fn refresh_metrics(
     log: Arc<LogMetrics>,
     publisher: Publisher,
     pipeline: Pipeline,
+    stopping: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut seen: HashMap<String, u64> = HashMap::new();
@@ -188,6 +189,8 @@ pub async fn refresh_metrics(
                 }
             }
         }
+        let ready = !stopping.load(Ordering::Acquire) && pipeline.ready();
+        metrics.ready.set(i64::from(ready));
         let l = log.snapshot();
         for (tp, p) in &l.partitions {
             metrics
