@@ -58,18 +58,7 @@ impl LastSnapshot {
 
 /// Runs the snapshotter until SIGTERM or SIGINT. `Err` is a failure (exit 1).
 pub fn run(config: SnapshotterConfig) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("snapshotter")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
-    let notifier = Notifier::from_env();
-    let result = runtime.block_on(daemon(config, notifier.clone()));
-    if result.is_err() {
-        notifier.status("failed");
-    }
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    result
+    authorizer::daemon::run_on_runtime("snapshotter", |notifier| daemon(config, notifier))
 }
 
 fn now_ms() -> i64 {
@@ -369,15 +358,7 @@ impl AdminSource for View {
             (state.state_hash().to_string(), c, offsets.clone())
         });
         if let Some((hash, c, offsets)) = read {
-            view.state_hash = hash;
-            view.counts = StateCounts {
-                accounts: c.accounts,
-                cards: c.cards,
-                holds: c.holds,
-            };
-            for (tp, next) in offsets {
-                view.set_offset(&tp.topic, tp.partition, next);
-            }
+            view.set_state(hash, &c, &offsets);
         }
         view
     }

@@ -29,6 +29,25 @@ pub struct StateView {
 }
 
 impl StateView {
+    /// Fills `state_hash`, `counts` and `offsets` from one reading of a state and its next
+    /// offsets (taken together, so that they belong together).
+    pub fn set_state(
+        &mut self,
+        state_hash: String,
+        counts: &ledger::Counts,
+        offsets: &crate::kafka::Offsets,
+    ) {
+        self.state_hash = state_hash;
+        self.counts = StateCounts {
+            accounts: counts.accounts,
+            cards: counts.cards,
+            holds: counts.holds,
+        };
+        for (tp, next) in offsets {
+            self.set_offset(&tp.topic, tp.partition, *next);
+        }
+    }
+
     /// Records `next` as the next offset to apply on `topic` partition `partition`, under the
     /// key `topic/partition`.
     pub fn set_offset(&mut self, topic: &str, partition: i32, next: i64) {

@@ -58,17 +58,27 @@ const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
 /// Runs the daemon until SIGTERM or SIGINT. `Err` is a failure to start (exit 1), with a
 /// message naming the thing and what to do.
 pub fn run(config: Config) -> Result<(), String> {
+    run_on_runtime("authorizer", |notifier| daemon(config, notifier))
+}
+
+/// Runs a daemon's main future on a multi-threaded tokio runtime (threads named `name`) with the
+/// systemd notifier; on `Err`, `STATUS=failed`. Tasks still running at the end (a dial in its
+/// backoff) are dropped with the runtime. The authorizer's and the snapshotter's `run`.
+pub fn run_on_runtime<F, Fut>(name: &str, main: F) -> Result<(), String>
+where
+    F: FnOnce(Notifier) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("authorizer")
+        .thread_name(name)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
     let notifier = Notifier::from_env();
-    let result = runtime.block_on(daemon(config, notifier.clone()));
+    let result = runtime.block_on(main(notifier.clone()));
     if result.is_err() {
-        notifier.status("failed to start");
+        notifier.status("failed");
     }
-    // Tasks still running (a dial in its backoff) are dropped with the runtime.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }

@@ -16,7 +16,7 @@ use ledger::UnixSeconds;
 use tokio::sync::watch;
 
 use crate::admin::metrics::{BadFrameLabels, DeviceLabels, PartitionLabels};
-use crate::admin::{AccountView, AdminSource, LinkView, Metrics, StateCounts, StateView};
+use crate::admin::{AccountView, AdminSource, LinkView, Metrics, StateView};
 use crate::kafka::{LogMetrics, Publisher};
 use crate::link::connection::RequestHandler;
 use crate::link::status::{BadFrameKind, LinkStatus};
@@ -104,15 +104,7 @@ impl AdminSource for DaemonView {
             ..StateView::default()
         };
         if let Some((hash, counts, offsets)) = self.runtime.block_on(read) {
-            view.state_hash = hash;
-            view.counts = StateCounts {
-                accounts: counts.accounts,
-                cards: counts.cards,
-                holds: counts.holds,
-            };
-            for (tp, next) in offsets {
-                view.set_offset(&tp.topic, tp.partition, next);
-            }
+            view.set_state(hash, &counts, &offsets);
         }
         view
     }

@@ -62,25 +62,28 @@ pub fn broker() -> String {
 /// The `authorizer` binary, built once per test binary (a no-op when it is fresh).
 pub fn authorizer_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(repo())
-            .args(["build", "-q", "-p", "authorizer", "--bin", "authorizer"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p authorizer failed");
-        // target/<profile>/deps/<this test> → target/<profile>/authorizer
-        let exe = std::env::current_exe().expect("current exe");
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .join("authorizer");
-        assert!(bin.exists(), "no authorizer binary at {}", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| built_bin("authorizer", "authorizer"))
+        .clone()
+}
+
+/// `cargo build -p PACKAGE --bin NAME` in this run's profile, and the binary's path.
+fn built_bin(package: &str, name: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(repo())
+        .args(["build", "-q", "-p", package, "--bin", name])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    // target/<profile>/deps/<this test> → target/<profile>/<name>
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join(name);
+    assert!(bin.exists(), "no {name} binary at {}", bin.display());
+    bin
 }
 
 /// A free loopback port (bound and released: another process could take it in between, which
@@ -513,24 +516,8 @@ pub fn approved_holds(files: &[&Path]) -> BTreeMap<String, (u64, u64)> {
 /// The `snapshotter` binary, built once per test binary (a no-op when it is fresh).
 pub fn snapshotter_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(repo())
-            .args(["build", "-q", "-p", "snapshotter", "--bin", "snapshotter"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p snapshotter failed");
-        let exe = std::env::current_exe().expect("current exe");
-        let bin = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .join("snapshotter");
-        assert!(bin.exists(), "no snapshotter binary at {}", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| built_bin("snapshotter", "snapshotter"))
+        .clone()
 }
 
 impl DaemonConfig {
