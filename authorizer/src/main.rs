@@ -259,7 +259,7 @@ fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    authorizer::daemon::logging::init(config.log_format);
+    authorizer::daemon::logging::init(config.log_format, &config.instance_id);
     match authorizer::daemon::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

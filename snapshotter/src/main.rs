@@ -55,7 +55,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    authorizer::daemon::logging::init(config.log_format);
+    authorizer::daemon::logging::init(config.log_format, &config.instance_id);
     match daemon::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

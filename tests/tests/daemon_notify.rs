@@ -2,7 +2,8 @@
 //! socket this test listens on, as systemd does): `STATUS=` lines while it starts, `READY=1` only
 //! once caught up with the log (the admin server says ready by then), `WATCHDOG=1` again and
 //! again while it runs (sent from the ledger thread) when `WATCHDOG_USEC` is set, and
-//! `STOPPING=1` on SIGTERM. Also: `log_format = "json"` writes one JSON object per line.
+//! `STOPPING=1` on SIGTERM. Also: `log_format = "json"` writes one JSON object per line, each
+//! naming the instance. The snapshotter speaks the same protocol.
 
 mod daemon_support;
 
@@ -88,5 +89,41 @@ fn ready_watchdog_status_and_stopping_reach_the_notify_socket() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+        assert_eq!(v["instance"], "auth-n", "{line}");
     }
+}
+
+#[test]
+fn the_snapshotter_sends_ready_watchdog_and_stopping_too() {
+    let world = World::new();
+    let socket_path = world.dir.path().join("notify-snap.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    let device = format!("127.0.0.1:{}", free_port());
+    let mut config = world.config("snap-n", "ascii", std::slice::from_ref(&device));
+    config
+        .text
+        .push_str("\n[snapshotter]\nevery_s = 60\nkeep_local = 2\n");
+    let mut snap = config.start_snapshotter_with_env(&[
+        ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "400000"),
+    ]);
+    let got = receive_until(&socket, Duration::from_secs(120), |m| m.contains("READY=1"));
+    assert!(
+        got.last().is_some_and(|m| m.contains("READY=1")),
+        "no READY=1: {got:?}\n{}",
+        snap.stderr()
+    );
+    assert_eq!(snap.get("/health/ready").unwrap().status, 200);
+    let mut watchdogs = 0;
+    receive_until(&socket, Duration::from_secs(3), |m| {
+        watchdogs += usize::from(m.contains("WATCHDOG=1"));
+        false
+    });
+    assert!(watchdogs >= 5, "{watchdogs} watchdog pings in 3 s");
+    snap.signal("TERM");
+    let after = receive_until(&socket, Duration::from_secs(30), |m| {
+        m.contains("STOPPING=1")
+    });
+    assert!(after.iter().any(|m| m.contains("STOPPING=1")), "{after:?}");
+    assert_eq!(snap.wait_exit(Duration::from_secs(60)).code(), Some(0));
 }

@@ -524,6 +524,11 @@ impl DaemonConfig {
     /// Writes the file and starts `snapshotter run --config` on it (a [`Daemon`] too: the same
     /// admin endpoints, signals and exit codes).
     pub fn start_snapshotter(&self) -> Daemon {
+        self.start_snapshotter_with_env(&[])
+    }
+
+    /// [`DaemonConfig::start_snapshotter`] with environment variables set (`NOTIFY_SOCKET`).
+    pub fn start_snapshotter_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         std::fs::write(&self.path, &self.text).expect("write the configuration");
         let stderr_path = self.path.with_extension(format!(
             "stderr.{}",
@@ -535,6 +540,7 @@ impl DaemonConfig {
             .arg("--config")
             .arg(&self.path)
             .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
