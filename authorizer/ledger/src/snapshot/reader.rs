@@ -203,7 +203,7 @@ pub const WINDOW_LOG_MAX: u32 = 20;
 
 /// Records on their way to the restorer: `u8 grouped (0/1), u32 BE length, canonical bytes`.
 const BATCH_BYTES: usize = 1 << 18;
-/// Batches in flight (bounds the memory of the hand-over to ~2 MiB).
+/// Batches in flight (bounds the memory of the hand-over to 128 × 320 KiB = 40 MiB).
 const BATCHES: usize = 128;
 
 /// A batch on its way between the threads: records to the restorer, and back the cards it
