@@ -196,10 +196,11 @@ fn read_reserving<R: Read>(
     Ok((state, offsets, header))
 }
 
-/// The largest zstd window a body may declare: 2^20 (1 MiB). The writer's level 1 uses 2^19 for
-/// a stream of unknown size; a frame that asks for more is rejected as corrupt
+/// The largest zstd window a body may declare: 2^23 (8 MiB). The writer's level 1 uses 2^19 for
+/// a stream of unknown size, zstd's default level 3 2^21 (a body compressed by other tools
+/// stays readable); a frame that asks for more is rejected as corrupt
 /// ([`SnapshotError::BodyCorrupt`]) before zstd allocates its window.
-pub const WINDOW_LOG_MAX: u32 = 20;
+pub const WINDOW_LOG_MAX: u32 = 23;
 
 /// Records on their way to the restorer: `u8 grouped (0/1), u32 BE length, canonical bytes`.
 const BATCH_BYTES: usize = 1 << 18;
