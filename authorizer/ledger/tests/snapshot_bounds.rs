@@ -79,3 +79,62 @@ fn a_header_that_claims_billions_of_records_reserves_no_more_than_the_file_can_h
         );
     }
 }
+
+/// An empty state's snapshot whose body is re-compressed declaring a zstd window of
+/// 2^`window_log` (its trailer made right again: only the window differs from the writer's).
+fn with_window(window_log: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    snapshot::write(
+        &mut bytes,
+        &State::new(LedgerConfig::default()),
+        &ResumeOffsets::new(),
+        0,
+    )
+    .unwrap();
+    let header_len = 20 + u32::from_be_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let body = zstd::decode_all(&bytes[header_len..bytes.len() - 4]).unwrap();
+    let mut frame = Vec::new();
+    {
+        use std::io::Write;
+        let mut encoder = zstd::stream::write::Encoder::new(&mut frame, 1).unwrap();
+        encoder.include_checksum(true).unwrap();
+        encoder.window_log(window_log).unwrap();
+        encoder.write_all(&body).unwrap();
+        encoder.finish().unwrap();
+    }
+    bytes.truncate(header_len);
+    bytes.extend_from_slice(&frame);
+    bytes.extend_from_slice(&crc32c::crc32c(&frame).to_be_bytes());
+    bytes
+}
+
+#[test]
+fn a_body_that_declares_a_window_above_the_bound_is_rejected_before_zstd_allocates_it() {
+    let within = with_window(snapshot::WINDOW_LOG_MAX);
+    snapshot::read_sized(&within[..], within.len() as u64, LedgerConfig::default())
+        .expect("a window at the bound is read");
+    // zstd's own default limit is 2^27: without the bound this 128 MiB window is allocated for
+    // a file of a few hundred bytes.
+    let beyond = with_window(27);
+    let result = snapshot::read_sized(&beyond[..], beyond.len() as u64, LedgerConfig::default());
+    assert!(
+        matches!(result, Err(SnapshotError::BodyCorrupt { .. })),
+        "{:?}",
+        result.map(|(_, _, header)| header)
+    );
+}
+
+/// The input the `snapshot_decode` fuzz target found (its frame declared a window of about
+/// 28 MiB, allocated before any record was read): it is rejected as a corrupt body.
+#[test]
+fn fuzz_regression_oversized_zstd_window() {
+    let input = include_bytes!(
+        "../../../fuzz/regressions/snapshot_decode/oom-610658287ff8a07b352ce95c9127921953e751f2"
+    );
+    let result = snapshot::read_sized(&input[..], input.len() as u64, LedgerConfig::default());
+    assert!(
+        matches!(result, Err(SnapshotError::BodyCorrupt { .. })),
+        "{:?}",
+        result.map(|(_, _, header)| header)
+    );
+}

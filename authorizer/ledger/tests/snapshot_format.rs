@@ -307,3 +307,61 @@ fn a_large_state_roundtrips() {
         );
     }
 }
+
+/// The seeds of the `snapshot_decode` fuzz target: small snapshots written by the writer (an
+/// empty state; the fixed state with resume offsets; holds and a card of accounts never
+/// upserted, whose records are canonical rather than grouped).
+fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut empty = Vec::new();
+    snapshot::write(
+        &mut empty,
+        &State::new(LedgerConfig::default()),
+        &ResumeOffsets::new(),
+        0,
+    )
+    .unwrap();
+    let placeholders = [
+        support::Spec::Card {
+            card: 2,
+            version: 3,
+            status: 1,
+            account: 2,
+        },
+        support::Spec::Placed {
+            hold: 2,
+            amount: 900,
+            at_days: 0,
+        },
+    ];
+    let events: Vec<_> = placeholders
+        .iter()
+        .enumerate()
+        .map(|(i, s)| support::render(s, 2, 1, i))
+        .collect();
+    vec![
+        ("empty", empty),
+        ("fixed", encode(&fixed_state())),
+        ("placeholders", encode(&populated(&events))),
+    ]
+}
+
+/// The committed seeds are what the writer writes today and read back; `WRITE_FUZZ_SEEDS=1`
+/// rewrites them (after a format change).
+#[test]
+fn fuzz_seeds_are_current_snapshots() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/snapshot_decode");
+    for (name, bytes) in fuzz_seeds() {
+        snapshot::read_sized(&bytes[..], bytes.len() as u64, LedgerConfig::default()).unwrap();
+        let path = dir.join(format!("seed-{name}"));
+        if std::env::var_os("WRITE_FUZZ_SEEDS").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{} is not what the writer writes (WRITE_FUZZ_SEEDS=1 rewrites it)",
+            path.display()
+        );
+    }
+}

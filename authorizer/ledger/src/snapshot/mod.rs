@@ -78,7 +78,7 @@ mod reader;
 mod writer;
 
 pub use error::SnapshotError;
-pub use reader::{RESERVE_UNSIZED, Reserve, read, read_sized, read_with_config};
+pub use reader::{RESERVE_UNSIZED, Reserve, WINDOW_LOG_MAX, read, read_sized, read_with_config};
 pub use writer::write;
 
 pub const MAGIC: [u8; 8] = *b"AUTHSNAP";

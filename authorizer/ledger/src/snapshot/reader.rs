@@ -196,9 +196,15 @@ fn read_reserving<R: Read>(
     Ok((state, offsets, header))
 }
 
+/// The largest zstd window a body may declare: 2^23 (8 MiB). The writer's level 1 uses 2^19 for
+/// a stream of unknown size, zstd's default level 3 2^21 (a body compressed by other tools
+/// stays readable); a frame that asks for more is rejected as corrupt
+/// ([`SnapshotError::BodyCorrupt`]) before zstd allocates its window.
+pub const WINDOW_LOG_MAX: u32 = 23;
+
 /// Records on their way to the restorer: `u8 grouped (0/1), u32 BE length, canonical bytes`.
 const BATCH_BYTES: usize = 1 << 18;
-/// Batches in flight (bounds the memory of the hand-over to ~2 MiB).
+/// Batches in flight (bounds the memory of the hand-over to 128 × 320 KiB = 40 MiB).
 const BATCHES: usize = 128;
 
 /// A batch on its way between the threads: records to the restorer, and back the cards it
@@ -377,7 +383,10 @@ fn scan_body<B: BufRead>(
         + header.counts.cleared_markers as u128
         + header.counts.pending_atcs as u128;
     let frame = ChecksummedBufRead { inner: r, crc: 0 };
-    let decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(body_error)?;
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(body_error)?;
+    // zstd allocates the window the frame's header declares (up to 128 MiB by default) before
+    // any byte of content: bound it to what the writer uses, so a small corrupt file cannot.
+    decoder.window_log_max(WINDOW_LOG_MAX).map_err(body_error)?;
     let mut decoder = BufReader::with_capacity(1 << 17, decoder.single_frame());
     let mut scan = Scanner {
         feed,
