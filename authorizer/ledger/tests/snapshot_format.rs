@@ -349,8 +349,12 @@ fn fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
 /// rewrites them (after a format change).
 #[test]
 fn fuzz_seeds_are_current_snapshots() {
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/snapshot_decode");
+    // The package directory of this run (not the one compiled in), then the committed seeds
+    // (`fuzz/corpus/` is the fuzzer's own, not committed).
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../fuzz/seeds/snapshot_decode");
     for (name, bytes) in fuzz_seeds() {
         snapshot::read_sized(&bytes[..], bytes.len() as u64, LedgerConfig::default()).unwrap();
         let path = dir.join(format!("seed-{name}"));
