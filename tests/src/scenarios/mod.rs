@@ -12,24 +12,30 @@
 //! oversized frames, the daemon's idle echo) watch what the [`Device`] sees. The sign-off on stop
 //! is the caller's to provoke: [`await_sign_off`] judges it.
 //!
+//! The files: `population.rs` (the fixed population and its roles), `judge.rs` (one answer
+//! against what the contract expects), this file (the cases, in order, and the session cases).
+//!
 //! Must never: print a PAN (failures show DE 2 masked, and binary or secret fields by length
 //! only); send two cases' requests at once (each case reads the state the one before left).
+
+mod judge;
+mod population;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hsm::Profile;
-use iso8583::mask::masked_pan;
 use iso8583::{Dialect, Message, MessageBuilder, Mti, tlv};
 
 use crate::card::{SoftCard, Terminal};
 use crate::device::{Device, SessionEvent};
-use crate::netsim::{
-    ACQUIRER_ID, FORWARDER_ID, Population, SimAccount, SimCard, TEST_IMK, civil, de7, luhn_complete,
-};
+use crate::netsim::{ACQUIRER_ID, FORWARDER_ID, Population, TEST_IMK, civil, de7, luhn_complete};
 use crate::now_unix_s;
 use crate::rng::Rng;
+
+use judge::{Expect, judge, mismatch};
+pub use population::population;
 
 /// What the echo set of an answer to an authorization or an advice is (`docs/network.md`).
 pub const AUTHORIZATION_ECHO: [usize; 16] =
@@ -97,260 +103,6 @@ impl ScenarioOptions {
             reconnect_wait: Duration::from_secs(60),
         }
     }
-}
-
-/// One role of the fixed population: account status, currency, limit, card status, expired,
-/// cryptogram profile.
-struct Role {
-    name: &'static str,
-    account_status: &'static str,
-    currency: &'static str,
-    limit: i64,
-    card_status: &'static str,
-    expired: bool,
-    profile: Profile,
-}
-
-const fn role(name: &'static str, limit: i64, profile: Profile) -> Role {
-    Role {
-        name,
-        account_status: "open",
-        currency: "840",
-        limit,
-        card_status: "active",
-        expired: false,
-        profile,
-    }
-}
-
-fn roles() -> Vec<Role> {
-    let mut out: Vec<Role> = Profile::ALL
-        .iter()
-        .map(|p| role(p.name(), LARGE_LIMIT, *p))
-        .collect();
-    let v18 = Profile::VisaCvn18;
-    for (name, status) in [
-        ("lost", "lost"),
-        ("stolen", "stolen"),
-        ("blocked", "blocked"),
-        ("card-closed", "closed"),
-    ] {
-        out.push(Role {
-            card_status: status,
-            ..role(name, LARGE_LIMIT, v18)
-        });
-    }
-    out.push(Role {
-        expired: true,
-        ..role("expired", LARGE_LIMIT, v18)
-    });
-    out.push(Role {
-        account_status: "frozen",
-        ..role("frozen", LARGE_LIMIT, v18)
-    });
-    out.push(Role {
-        account_status: "closed",
-        ..role("account-closed", LARGE_LIMIT, v18)
-    });
-    out.push(Role {
-        currency: "986",
-        ..role("brl", LARGE_LIMIT, Profile::McCvn17)
-    });
-    for name in [
-        "small",
-        "rev-full",
-        "rev-partial",
-        "rev-advice",
-        "rev-first",
-        "advice-approved",
-        "advice-declined",
-    ] {
-        out.push(role(name, SMALL_LIMIT, v18));
-    }
-    out.push(role("repeat", LARGE_LIMIT, Profile::McCvn17));
-    out.push(role("chip-checks", LARGE_LIMIT, Profile::McCvn16));
-    out.push(role("misc", LARGE_LIMIT, Profile::VisaCvn10));
-    out
-}
-
-/// The scenarios' population for `seed` at `now_unix_s` (which sets the expiries), and the card
-/// index of each role.
-pub fn population(seed: u64, now_unix_s: i64) -> (Population, HashMap<&'static str, usize>) {
-    let (year, month, ..) = civil(now_unix_s);
-    let yy = (year % 100) as u32;
-    let mut pop = Population {
-        accounts: Vec::new(),
-        cards: Vec::new(),
-    };
-    let mut index = HashMap::new();
-    for (i, r) in roles().into_iter().enumerate() {
-        let bin = if r.profile.name().starts_with("visa") {
-            "476173"
-        } else {
-            "541333"
-        };
-        let pan = luhn_complete(&format!("{bin}{:03}{i:06}", seed % 1000));
-        let expiry_yymm = if r.expired {
-            if month == 1 {
-                format!("{:02}12", (yy + 99) % 100)
-            } else {
-                format!("{yy:02}{:02}", month - 1)
-            }
-        } else {
-            format!("{:02}{month:02}", (yy + 2) % 100)
-        };
-        let psn = (i % 2) as u8;
-        pop.accounts.push(SimAccount {
-            id: format!("sc{seed}-acc-{i:03}"),
-            status: r.account_status,
-            currency: r.currency,
-            credit_limit_minor: r.limit,
-        });
-        pop.cards.push(SimCard {
-            chip: SoftCard::personalise(&TEST_IMK, &pan, psn, r.profile),
-            pan,
-            account: i,
-            card_id: format!("sc{seed}-card-{i:03}"),
-            status: r.card_status,
-            expiry_yymm,
-            psn,
-        });
-        index.insert(r.name, i);
-    }
-    (pop, index)
-}
-
-/// Which tag 91 the answer must carry.
-enum Arpc<'a> {
-    /// None (no chip data, an unknown card, an ARQC that did not verify).
-    Absent,
-    /// One the card that sent these tags accepts for the answer's DE 39.
-    Valid(&'a SoftCard, &'a [(u32, Vec<u8>)]),
-}
-
-struct Expect<'a> {
-    code: &'a str,
-    arpc: Arpc<'a>,
-    /// DE 38 must be exactly this (a repeat gets the first answer's).
-    de38: Option<&'a [u8]>,
-    /// DE 44 of a format error.
-    de44: Option<&'a str>,
-}
-
-impl<'a> Expect<'a> {
-    fn code(code: &'a str) -> Expect<'a> {
-        Expect {
-            code,
-            arpc: Arpc::Absent,
-            de38: None,
-            de44: None,
-        }
-    }
-
-    fn chip(code: &'a str, card: &'a SoftCard, tags: &'a [(u32, Vec<u8>)]) -> Expect<'a> {
-        Expect {
-            arpc: Arpc::Valid(card, tags),
-            ..Expect::code(code)
-        }
-    }
-}
-
-/// A field's value as a failure may print it: DE 2 masked, secrets and binary by length.
-fn show(n: usize, value: Option<&[u8]>) -> String {
-    match value {
-        None => "absent".into(),
-        Some(v) if n == 2 => masked_pan(&String::from_utf8_lossy(v)),
-        Some(v) if matches!(n, 35 | 45 | 52 | 55) => format!("<{} bytes>", v.len()),
-        Some(v) => match std::str::from_utf8(v) {
-            Ok(s) if s.chars().all(|c| c.is_ascii_graphic() || c == ' ') => s.to_owned(),
-            _ => hex::encode_upper(v),
-        },
-    }
-}
-
-fn mismatch(field: impl std::fmt::Display, expected: String, got: String) -> String {
-    format!("field {field} expected {expected} got {got}")
-}
-
-/// Judges `answer` to `request` against `expect`: the first difference, if any.
-fn judge(request: &Message, answer: &Message, expect: &Expect<'_>) -> Result<(), String> {
-    let want_mti = request.mti().as_u16() / 10 * 10 + 10;
-    if answer.mti().as_u16() != want_mti {
-        return Err(mismatch(
-            "MTI",
-            format!("{want_mti:04}"),
-            answer.mti().as_str().to_owned(),
-        ));
-    }
-    let code = answer.text(39).unwrap_or("");
-    if code != expect.code {
-        return Err(mismatch(39, expect.code.into(), show(39, answer.field(39))));
-    }
-    let class = request.mti().class();
-    if want_mti == 110 {
-        let approved = code == "00";
-        if approved != answer.has(38) {
-            let word = |b: bool| if b { "present" } else { "absent" };
-            return Err(mismatch(
-                38,
-                word(approved).into(),
-                show(38, answer.field(38)),
-            ));
-        }
-        if let Some(de38) = expect.de38
-            && answer.field(38) != Some(de38)
-        {
-            return Err(mismatch(
-                38,
-                show(38, Some(de38)),
-                show(38, answer.field(38)),
-            ));
-        }
-    }
-    let echo: &[usize] = match (code, class) {
-        ("30", _) => &[7, 11],
-        (_, 1 | 2) => &AUTHORIZATION_ECHO,
-        (_, 4) => &REVERSAL_ECHO,
-        _ => &NETWORK_ECHO,
-    };
-    for &n in echo {
-        if request.has(n) && answer.field(n) != request.field(n) {
-            return Err(mismatch(
-                n,
-                show(n, request.field(n)),
-                show(n, answer.field(n)),
-            ));
-        }
-    }
-    if let Some(de44) = expect.de44
-        && answer.text(44) != Some(de44)
-    {
-        return Err(mismatch(44, de44.into(), show(44, answer.field(44))));
-    }
-    let tag91 = answer
-        .icc_data()
-        .and_then(|r| r.find(0x91).ok().flatten())
-        .map(|t| t.value.to_vec());
-    match (&expect.arpc, tag91) {
-        (Arpc::Absent, None) => {}
-        (Arpc::Absent, Some(_)) => {
-            return Err(mismatch("55 tag 91", "absent".into(), "present".into()));
-        }
-        (Arpc::Valid(..), None) => {
-            return Err(mismatch("55 tag 91", "present".into(), "absent".into()));
-        }
-        (Arpc::Valid(card, tags), Some(t)) => {
-            let arc = <[u8; 2]>::try_from(code.as_bytes()).unwrap_or(*b"??");
-            if !card.check_arpc(tags, &t, arc) {
-                return Err(mismatch(
-                    "55 tag 91",
-                    "an ARPC the card accepts".into(),
-                    "one it refuses".into(),
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Runs the cases against the authorizer connected to `device`.
@@ -1005,131 +757,5 @@ pub async fn await_sign_off(device: &Device, from: usize, timeout: Duration) -> 
                 format!("none within {timeout:?}"),
             )),
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_population_has_every_role_once_and_known_limits() {
-        let (pop, index) = population(7, 1_795_342_500);
-        assert_eq!(index.len(), pop.cards.len());
-        assert_eq!(pop.accounts[index["small"]].credit_limit_minor, SMALL_LIMIT);
-        assert_eq!(pop.accounts[index["frozen"]].status, "frozen");
-        assert_eq!(pop.cards[index["lost"]].status, "lost");
-        // 2026-11: expired last month, the others two years ahead.
-        assert_eq!(pop.cards[index["expired"]].expiry_yymm, "2610");
-        assert_eq!(pop.cards[index["misc"]].expiry_yymm, "2811");
-        let (again, _) = population(7, 1_795_342_500);
-        assert_eq!(pop.cards[3].pan, again.cards[3].pan, "deterministic");
-        let (other, _) = population(8, 1_795_342_500);
-        assert_ne!(
-            pop.cards[3].pan, other.cards[3].pan,
-            "another seed, other cards"
-        );
-    }
-
-    fn decode(b: &MessageBuilder) -> Message {
-        let d = Dialect::ascii();
-        Message::decode(&d, b.encode(&d).unwrap()).unwrap()
-    }
-
-    fn request() -> MessageBuilder {
-        let mut b = MessageBuilder::new(Mti::from_u16(100).unwrap());
-        b.set(2, "5413330089010434")
-            .set(3, "000000")
-            .set(4, "000000001000")
-            .set(7, "1122101500")
-            .set(11, "000017")
-            .set(37, "000000000017")
-            .set(41, "TERM0001")
-            .set(49, "840");
-        b
-    }
-
-    fn answer_to(req: &Message, code: &str) -> MessageBuilder {
-        let mut b = iso8583::response_to(req, Mti::from_u16(110).unwrap(), &AUTHORIZATION_ECHO);
-        b.set(39, code);
-        if code == "00" {
-            b.set(38, "A1B2C3");
-        }
-        b
-    }
-
-    /// The judge finds each kind of wrong answer (so a PASS means something).
-    #[test]
-    fn the_judge_names_the_first_wrong_field() {
-        let req = decode(&request());
-        let ok = decode(&answer_to(&req, "00"));
-        assert_eq!(judge(&req, &ok, &Expect::code("00")), Ok(()));
-        assert_eq!(
-            judge(&req, &ok, &Expect::code("51")),
-            Err("field 39 expected 51 got 00".into())
-        );
-        let mut no38 = answer_to(&req, "00");
-        no38.clear(38);
-        assert_eq!(
-            judge(&req, &decode(&no38), &Expect::code("00")),
-            Err("field 38 expected present got absent".into())
-        );
-        let mut wrong_pan = answer_to(&req, "00");
-        wrong_pan.set(2, "5413330089010442");
-        assert_eq!(
-            judge(&req, &decode(&wrong_pan), &Expect::code("00")),
-            Err("field 2 expected 541333******0434 got 541333******0442".into())
-        );
-        let mut mti = answer_to(&req, "00");
-        mti.set_mti(Mti::from_u16(130).unwrap());
-        assert!(
-            judge(&req, &decode(&mti), &Expect::code("00"))
-                .unwrap_err()
-                .starts_with("field MTI")
-        );
-        let other = Expect {
-            de38: Some(b"ZZZZZZ"),
-            ..Expect::code("00")
-        };
-        assert!(
-            judge(&req, &ok, &other)
-                .unwrap_err()
-                .starts_with("field 38 expected ZZZZZZ")
-        );
-        // tag 91: present when none may be, and one the card refuses
-        let mut card = SoftCard::personalise(&TEST_IMK, "5413330089010434", 0, Profile::McCvn17);
-        let mut rng = Rng::new(1);
-        let mut chip_req = request();
-        let tags = arqc(&mut rng, &mut chip_req, &mut card, 1_000, "840");
-        let chip_req = decode(&chip_req);
-        let mut forged = answer_to(&chip_req, "00");
-        let mut w = tlv::Writer::new();
-        w.put(0x91, &[0u8; 10]);
-        forged.set(55, w.as_bytes());
-        let forged = decode(&forged);
-        assert_eq!(
-            judge(&chip_req, &forged, &Expect::code("00")),
-            Err("field 55 tag 91 expected absent got present".into())
-        );
-        assert!(
-            judge(&chip_req, &forged, &Expect::chip("00", &card, &tags))
-                .unwrap_err()
-                .contains("one it refuses")
-        );
-        assert_eq!(
-            judge(
-                &chip_req,
-                &decode(&answer_to(&chip_req, "00")),
-                &Expect::chip("00", &card, &tags)
-            ),
-            Err("field 55 tag 91 expected present got absent".into())
-        );
-    }
-
-    #[test]
-    fn show_never_prints_a_pan_or_track_data() {
-        assert_eq!(show(2, Some(b"5413330089010434")), "541333******0434");
-        assert_eq!(show(35, Some(b"5413330089010434=2811")), "<21 bytes>");
-        assert_eq!(show(39, Some(b"05")), "05");
     }
 }
