@@ -216,24 +216,32 @@ impl DaemonConfig {
 
     /// [`DaemonConfig::start`] with environment variables set (`NOTIFY_SOCKET`, `AUTHORIZER_LOG`).
     pub fn start_with_env(&self, env: &[(&str, &str)]) -> Daemon {
+        let conf = self.softhsm2_conf.to_str().expect("a UTF-8 path");
+        let mut all = vec![("SOFTHSM2_CONF", conf)];
+        all.extend_from_slice(env);
+        self.start_bin(authorizer_bin(), &all)
+    }
+
+    /// Writes the file and starts `BIN run --config` on it, stderr to a file of its own, with
+    /// `env` set (and no `NOTIFY_SOCKET` unless given).
+    fn start_bin(&self, bin: PathBuf, env: &[(&str, &str)]) -> Daemon {
         std::fs::write(&self.path, &self.text).expect("write the configuration");
         let stderr_path = self.path.with_extension(format!(
             "stderr.{}",
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let child = Command::new(authorizer_bin())
+        let child = Command::new(&bin)
             .arg("run")
             .arg("--config")
             .arg(&self.path)
-            .env("SOFTHSM2_CONF", &self.softhsm2_conf)
             .env_remove("NOTIFY_SOCKET")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .expect("start the authorizer");
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
         Daemon {
             child: Some(child),
             admin: self.admin.clone(),
@@ -529,27 +537,6 @@ impl DaemonConfig {
 
     /// [`DaemonConfig::start_snapshotter`] with environment variables set (`NOTIFY_SOCKET`).
     pub fn start_snapshotter_with_env(&self, env: &[(&str, &str)]) -> Daemon {
-        std::fs::write(&self.path, &self.text).expect("write the configuration");
-        let stderr_path = self.path.with_extension(format!(
-            "stderr.{}",
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let child = Command::new(snapshotter_bin())
-            .arg("run")
-            .arg("--config")
-            .arg(&self.path)
-            .env_remove("NOTIFY_SOCKET")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the snapshotter");
-        Daemon {
-            child: Some(child),
-            admin: self.admin.clone(),
-            stderr_path,
-        }
+        self.start_bin(snapshotter_bin(), env)
     }
 }
