@@ -12,7 +12,9 @@
 //! `authorizer replay` does), and produce-with-acknowledgement latency (one event at a time,
 //! idempotent, acks=all) p50/p99.
 
-use std::process::Command;
+#[path = "support/broker.rs"]
+mod broker;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,34 +47,6 @@ impl Apply for Count {
         self.0 += record.payload.as_ref().map_or(0, Vec::len) as u64;
         Ok(())
     }
-}
-
-fn broker() -> String {
-    if let Ok(addr) = std::env::var("AUTHORIZER_TEST_BROKER")
-        && !addr.is_empty()
-    {
-        return addr;
-    }
-    let script = std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../scripts/broker");
-    let out = Command::new(script)
-        .arg("start")
-        .arg("--watch-pid")
-        .arg(std::process::id().to_string())
-        .output()
-        .expect("scripts/broker");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("BROKER="))
-        .expect("BROKER=")
-        .to_owned()
 }
 
 fn account_event(i: u64, accounts: u64) -> (String, Vec<u8>) {
@@ -194,7 +168,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let addr = broker();
+    let addr = broker::broker();
     let tag = format!(
         "{}-{}",
         std::process::id(),

@@ -17,7 +17,9 @@
 //!
 //! Never: print an event's payload, or reuse a topic another run wrote to.
 
-use std::process::Command;
+#[path = "support/broker.rs"]
+mod broker;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -74,34 +76,6 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-fn start_broker() -> String {
-    if let Ok(addr) = std::env::var("AUTHORIZER_TEST_BROKER")
-        && !addr.is_empty()
-    {
-        return addr;
-    }
-    let script = std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../scripts/broker");
-    let out = Command::new(script)
-        .arg("start")
-        .arg("--watch-pid")
-        .arg(std::process::id().to_string())
-        .output()
-        .expect("scripts/broker");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("BROKER="))
-        .expect("BROKER=")
-        .to_owned()
 }
 
 /// A `hold.placed` event as the pipeline publishes it (about 480 bytes).
@@ -305,7 +279,7 @@ async fn run(args: &Args, addr: &str, in_flight: usize, events: u64) {
 
 fn main() {
     let args = Args::parse();
-    let addr = args.brokers.clone().unwrap_or_else(start_broker);
+    let addr = args.brokers.clone().unwrap_or_else(broker::broker);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
